@@ -1,0 +1,213 @@
+"""Soft and hard spectral clipping without an SVD (matmuls only)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxspec._checks import check_choice, check_int, check_matrix, check_positive
+from jaxspec.spectral._newton_schulz import mT, ns_iterate, schatten4_normalize, wide
+from jaxspec.spectral._schedules import schedule_coefficients
+
+SoftMethod = Literal["polar", "coupled"]
+
+
+def _threshold(c: jax.typing.ArrayLike, x: jax.Array) -> jax.Array:
+    """``c`` as a real array broadcastable to ``x.shape[:-2] + (1, 1)``; checked when concrete."""
+    check_positive(c, "c")
+    real = jnp.finfo(x.dtype).dtype
+    c = jnp.asarray(c)
+    if not jnp.issubdtype(c.dtype, jnp.floating) and not jnp.issubdtype(c.dtype, jnp.integer):
+        raise ValueError(f"`c` must be a positive real number or array, got dtype {c.dtype}.")
+    c = c.astype(jnp.promote_types(real, jnp.float32))
+    if c.ndim > x.ndim - 2:
+        raise ValueError(
+            f"`c` must be a scalar or broadcastable to the batch shape {x.shape[:-2]},"
+            f" got shape {c.shape}."
+        )
+    try:
+        jnp.broadcast_shapes(c.shape, x.shape[:-2])
+    except ValueError:
+        raise ValueError(
+            f"`c` of shape {c.shape} does not broadcast to the batch shape {x.shape[:-2]}."
+        ) from None
+    return c[..., None, None]
+
+
+def _guard_positive(x: jax.Array, c: jax.Array) -> jax.Array:
+    # A traced threshold cannot be checked at trace time: fail loudly at run time instead.
+    return eqx.error_if(x, jnp.any(~(c > 0)), "spectral clipping threshold `c` must be > 0")
+
+
+def _gram_bound(gram: jax.Array) -> jax.Array:
+    """Upper bound on lambda_max of a PSD Gram matrix: min(Gershgorin, Frobenius)."""
+    gersh = jnp.max(jnp.sum(jnp.abs(gram), axis=-1), axis=-1)
+    fro = jnp.sqrt(jnp.sum(jnp.abs(gram) ** 2, axis=(-2, -1)))
+    return jnp.minimum(gersh, fro)[..., None, None]
+
+
+def _inverse_sqrt_polar(a_hat: jax.Array, rows: np.ndarray) -> jax.Array:
+    """``q(A)`` with ``q(A) A^{1/2} ~ I`` for PSD ``A`` with spectrum in ``(0, 1]``.
+
+    This is the Newton–Schulz polar iteration of any ``M`` with ``M M^H = A``, written on the
+    Gram side: the iterate is ``Q M`` with ``Q`` a polynomial in ``A``, and the Gram matrix of
+    the iterate is ``Q A Q``. Only ``m x m`` products are formed.
+    """
+    dtype = a_hat.dtype
+    coeffs = jnp.asarray(rows, dtype=jnp.finfo(dtype).dtype)
+    eye = jnp.eye(a_hat.shape[-1], dtype=dtype)
+    a0, b0, c0 = coeffs[0]
+    q = a0 * eye + b0 * a_hat + c0 * (a_hat @ a_hat)
+
+    def body(q, row):
+        a, b, c = row[0], row[1], row[2]
+        r = q @ (a_hat @ q)
+        r = 0.5 * (r + mT(r))
+        return (a * eye + b * r + c * (r @ r)) @ q, None
+
+    q, _ = jax.lax.scan(body, q, coeffs[1:])
+    return q
+
+
+def _inverse_sqrt_coupled(a_hat: jax.Array, steps: int) -> jax.Array:
+    """SPECTRA's coupled Newton–Schulz iteration ``Z -> a_hat^{-1/2}`` (Higham 2008, (6.35))."""
+    eye = jnp.eye(a_hat.shape[-1], dtype=a_hat.dtype)
+
+    def body(carry, _):
+        y, z = carry
+        t = 0.5 * (3.0 * eye - z @ y)
+        return (y @ t, t @ z), None
+
+    (_, z), _ = jax.lax.scan(body, (a_hat, jnp.broadcast_to(eye, a_hat.shape)), None, length=steps)
+    return z
+
+
+def soft_clip(
+    x: jax.typing.ArrayLike,
+    c: jax.typing.ArrayLike,
+    steps: int | None = None,
+    *,
+    method: SoftMethod = "polar",
+) -> jax.Array:
+    r"""SPECTRA's soft spectral clip ``H_c(X) = (I + X X^H / c^2)^{-1/2} X``, without an SVD.
+
+    Each singular value is mapped ``sigma -> sigma / sqrt(1 + sigma^2 / c^2)`` (below
+    ``min(sigma, c)``; equal to ``c / sqrt 2`` at ``sigma = c``), singular vectors are kept.
+
+    ``method="polar"`` (default) uses ``H_c(X) = c polar([X / c | I])[:, :n]``: the polar
+    iteration of the augmented matrix run on its Gram matrix ``A = I + X X^H / c^2`` only. The
+    augmented matrix has singular values in ``[1, sqrt(1 + sigma_max^2/c^2)]``, so after scaling
+    by an upper bound (Gershgorin/Frobenius, free) its smallest singular value is *known*, and
+    the Polar Express rows converge. Cost for ``m <= n``: ``4 m^2 n + (8 steps - 6) m^3`` flops
+    (about 2.1x a 5-step :func:`orthogonalize` for square matrices at 8 steps).
+    ``method="coupled"`` is the SPECTRA reference code's coupled inverse-square-root iteration
+    (10 steps by default), which converges slowly when ``sigma_max / c`` is large.
+
+    Accuracy (``"polar"``, 8 steps, measured against the SVD formula in float64): relative
+    error of every output singular value <= 1e-6 whenever ``sigma_max / c <= 250``; it then
+    degrades gracefully for the smallest singular values (those with ``sigma << c``), like
+    any method that forms the Gram matrix. In float32 expect ~1e-5 relative error for
+    ``sigma_max / c <= 30`` and ~1e-3 at ``sigma_max / c = 250``.
+
+    Args:
+        x: float or complex array ``(..., m, n)``; leading axes are batch axes.
+        c: threshold(s) > 0, scalar or broadcastable to the batch shape (may be traced; a
+            non-positive traced value raises at run time through ``eqx.error_if``).
+        steps: iteration count (static); default 8 for ``"polar"``, 10 for ``"coupled"``.
+        method: ``"polar"`` or ``"coupled"``.
+
+    Returns:
+        Array of the same shape and dtype as ``x``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxspec import spectral
+        >>> x = jnp.diag(jnp.array([4.0, 1.0]))
+        >>> jnp.round(jnp.diag(spectral.soft_clip(x, 1.0)), 4)  # 4/sqrt(17), 1/sqrt(2)
+        Array([0.9701, 0.7071], dtype=float32)
+
+    References:
+        Jiang, Semenov, Stich, "Enhancing LLM Training via Spectral Clipping" (SPECTRA),
+        arXiv:2603.14315, ICML 2026.
+        Amsel et al., "The Polar Express", arXiv:2505.16932, 2025.
+    """
+    x = check_matrix(x, "x", allow_complex=True)
+    check_choice(method, "method", ("polar", "coupled"))
+    steps = (8 if method == "polar" else 10) if steps is None else check_int(steps, "steps")
+    c = _threshold(c, x)
+    x = _guard_positive(x, c)
+    xw, transposed = wide(x)
+    acc = jnp.promote_types(x.dtype, jnp.float32)
+    xa = xw.astype(acc)
+    c = c.astype(jnp.finfo(acc).dtype)
+    gram = (xa @ mT(xa)) / (c * c)
+    bound = 1.0 + _gram_bound(gram)
+    eye = jnp.eye(gram.shape[-1], dtype=acc)
+    a_hat = (eye + gram) / bound
+    if method == "polar":
+        q = _inverse_sqrt_polar(a_hat, schedule_coefficients("polar_express", steps))
+    else:
+        q = _inverse_sqrt_coupled(a_hat, steps)
+    out = (q @ xa) / jnp.sqrt(bound)
+    out = out.astype(x.dtype)
+    return mT(out) if transposed else out
+
+
+def hard_clip(x: jax.typing.ArrayLike, c: jax.typing.ArrayLike, steps: int = 10) -> jax.Array:
+    r"""Hard spectral clip ``sigma -> min(sigma, c)`` (singular vectors kept), without an SVD.
+
+    With ``O = polar(X)`` and ``P = X O^H = U S U^H`` (for ``m <= n``),
+    ``min(S, c) = (S + c I - |S - c I|) / 2`` and ``|B| = sign(B) B`` for symmetric ``B``, so
+    ``hard_clip(X) = (P + c I - sign(P - c I)(P - c I)) O / 2``. Both sign/polar factors are
+    Polar Express iterations (``steps`` each, Schatten-4 normalization): two polar factors plus
+    three products, all matmuls, hence differentiable.
+
+    Accuracy: ``min`` has a kink at ``sigma = c``; singular values within about
+    ``1e-3 * 1.875^-(steps-8) * ||P - c I||`` of ``c`` are smoothed. With the default 10 steps
+    the measured float64 error is below ``1e-4 * max(sigma_max, c)`` in absolute terms on
+    well-spread spectra, and exact (to round-off) away from the kink.
+
+    Args:
+        x: float or complex array ``(..., m, n)``.
+        c: threshold(s) > 0, scalar or broadcastable to the batch shape (may be traced).
+        steps: Polar Express steps for each of the two sign computations (static).
+
+    Returns:
+        Array of the same shape and dtype as ``x``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxspec import spectral
+        >>> x = jnp.diag(jnp.array([4.0, 0.5]))
+        >>> jnp.round(jnp.diag(spectral.hard_clip(x, 1.0)), 3)
+        Array([1. , 0.5], dtype=float32)
+
+    References:
+        F. Cesista, "Fast, Numerically Stable, and Auto-Differentiable Spectral Clipping via
+        Newton-Schulz Iteration", 2025 (the ``|x| = x sign(x)`` lifting).
+        Amsel et al., "The Polar Express", arXiv:2505.16932, 2025.
+    """
+    x = check_matrix(x, "x", allow_complex=True)
+    steps = check_int(steps, "steps")
+    c = _threshold(c, x)
+    x = _guard_positive(x, c)
+    xw, transposed = wide(x)
+    acc = jnp.promote_types(x.dtype, jnp.float32)
+    xa = xw.astype(acc)
+    c = c.astype(jnp.finfo(acc).dtype)
+    rows = schedule_coefficients("polar_express", steps)
+    o = ns_iterate(schatten4_normalize(xa), rows)
+    p = xa @ mT(o)
+    p = 0.5 * (p + mT(p))
+    eye = jnp.eye(p.shape[-1], dtype=acc)
+    shifted = p - c * eye
+    sign = ns_iterate(schatten4_normalize(shifted), rows)
+    absolute = sign @ shifted
+    absolute = 0.5 * (absolute + mT(absolute))
+    out = (0.5 * (p + c * eye - absolute)) @ o
+    out = out.astype(x.dtype)
+    return mT(out) if transposed else out
