@@ -89,8 +89,8 @@ def orthogonalize(
     ======================  ==================  ==================  ==================
 
     For ``[1e-6, 1]`` (very ill-conditioned inputs) ``"polar_express"`` needs about 12 steps
-    to lift the smallest values above 0.07; :func:`polar` iterates to a tolerance. With the ``"schatten4"``
-    normalization (``X / ||X X^H||_F^{1/2}``, a tighter bound on ``sigma_max``) the
+    to lift the smallest values above 0.07; :func:`polar` iterates to a tolerance. With the
+    ``"schatten4"`` normalization (``X / ||X X^H||_F^{1/2}``, a tighter bound on ``sigma_max``) the
     normalized singular values are larger, so the same schedule is more accurate.
 
     Args:
@@ -134,7 +134,7 @@ def orthogonalize(
 
 
 def schatten4_normalize(x: jax.Array) -> jax.Array:
-    """``X / ||X X^H||_F^{1/2}`` per matrix (an upper bound on sigma_max, tighter than Frobenius)."""
+    """``X / ||X X^H||_F^{1/2}`` per matrix (bounds sigma_max, tighter than Frobenius)."""
     acc = jnp.promote_types(x.dtype, jnp.float32)
     xa = x.astype(acc)
     gram = xa @ mT(xa)
