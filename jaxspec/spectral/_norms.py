@@ -55,8 +55,8 @@ def spectral_norm(
     k = xw.shape[-2]
     batch = xw.shape[:-2]
     if v0 is None:
-        u = jax.random.normal(jax.random.key(0), (k,), dtype=jnp.finfo(x.dtype).dtype)
-        u = u.astype(x.dtype)
+        # Drawn in float32 whatever the input dtype, so every dtype starts from the same vector.
+        u = jax.random.normal(jax.random.key(0), (k,), dtype=jnp.float32).astype(x.dtype)
     else:
         u = jnp.asarray(v0, dtype=x.dtype)
         if u.shape[-1] != k:

@@ -58,7 +58,11 @@ def _clip_tree(
     clip_vectors: bool,
     mask: Mask | None,
 ) -> Any:
-    flags = _resolve_mask(mask, tree)
+    if mask is None:
+        min_ndim = 1 if clip_vectors else 2
+        flags = jax.tree.map(lambda leaf: jnp.ndim(leaf) >= min_ndim, tree)
+    else:
+        flags = _resolve_mask(mask, tree)
     return jax.tree.map(
         lambda leaf, flag: _clip_leaf(leaf, c, soft, steps, method, clip_vectors) if flag else leaf,
         tree,
@@ -99,7 +103,7 @@ def clip_updates(
         method: soft-clip method, ``"polar"`` or ``"coupled"``.
         clip_vectors: also clip 1-D leaves.
         mask: pytree of bools (or callable on the updates) selecting leaves to clip; default:
-            leaves with ``ndim >= 2``.
+            leaves with ``ndim >= 2`` (``ndim >= 1`` with ``clip_vectors``).
 
     Returns:
         A stateless :class:`optax.GradientTransformation`.

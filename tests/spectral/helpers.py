@@ -26,5 +26,6 @@ def matrix_with_singular_values(
 
 def singular_values(x) -> np.ndarray:
     """Singular values in float64, descending, over the last two axes."""
-    return np.linalg.svd(np.asarray(x, dtype=np.complex128 if np.iscomplexobj(x) else np.float64),
-                         compute_uv=False)
+    return np.linalg.svd(
+        np.asarray(x, dtype=np.complex128 if np.iscomplexobj(x) else np.float64), compute_uv=False
+    )

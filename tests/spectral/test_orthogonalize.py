@@ -66,7 +66,9 @@ def test_batch_axes_match_loop():
     out = spectral.orthogonalize(x, steps=8)
     for i in range(2):
         for j in range(3):
-            np.testing.assert_allclose(out[i, j], spectral.orthogonalize(x[i, j], steps=8), atol=1e-13)
+            np.testing.assert_allclose(
+                out[i, j], spectral.orthogonalize(x[i, j], steps=8), atol=1e-13
+            )
 
 
 def test_zero_matrix_maps_to_zero_with_finite_gradient():

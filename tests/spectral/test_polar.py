@@ -50,7 +50,9 @@ def test_rank_deficient_stagnates_and_small_budget_reports_max_steps():
     x = jnp.asarray(matrix_with_singular_values(rng, 5, 8, sigma))
     sol = spectral.polar(x, tol=1e-8)
     assert int(sol.status) == Status.STAGNATED and int(sol.num_steps) < 100
-    short = spectral.polar(x * 0 + jnp.eye(5, 8) * jnp.arange(1, 6.0)[:, None], tol=1e-12, max_steps=2)
+    short = spectral.polar(
+        x * 0 + jnp.eye(5, 8) * jnp.arange(1, 6.0)[:, None], tol=1e-12, max_steps=2
+    )
     assert int(short.status) == Status.MAX_STEPS and int(short.num_steps) == 2
     zero = spectral.polar(jnp.zeros((3, 3)))
     assert int(zero.status) == Status.STAGNATED and jnp.all(zero.factor == 0)

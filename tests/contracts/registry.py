@@ -1,0 +1,162 @@
+"""The registry of every public jaxspec function, solver and transform under contract test.
+
+Each module adds its public callables here (one :class:`Contract` per entry). The suite in
+``test_contracts.py`` runs the same JAX contract over all of them:
+
+* ``jit``: the jitted call equals the eager call;
+* ``vmap``: ``vmap`` over a leading axis of the array arguments equals a Python loop;
+* dtypes: every dtype in ``dtypes`` runs, keeps the input dtype, and gives finite output;
+* batch axes (``batch=True``): a stacked input equals stacking the per-item outputs;
+* gradients (``grad=True``): reverse-mode gradients match central finite differences (float64).
+
+A transform is registered through a function of arrays (``update(grads, params)``), so the
+same checks apply. Keep the example sizes tiny: the suite runs on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxspec import spectral
+
+FLOATS = (jnp.float32, jnp.float64)
+WITH_BF16 = (jnp.float32, jnp.float64, jnp.bfloat16)
+
+
+@dataclasses.dataclass(frozen=True)
+class Contract:
+    """One public callable and how to exercise it.
+
+    Attributes:
+        name: id shown by pytest.
+        fn: callable of the array arguments returned by ``make_args`` (returns a pytree).
+        make_args: ``(rng, dtype) -> tuple`` of example arguments (numpy/jax arrays).
+        dtypes: dtypes the callable supports.
+        batch: whether leading batch axes on the first argument are supported (transforms
+            register ``False``: a stack of vectors is a matrix leaf to them; their stacked-matrix
+            behaviour is tested in tests/spectral/test_transforms.py).
+        grad: whether ``fn`` is differentiable w.r.t. the first argument.
+        vmap_argnums: arguments that ``vmap`` maps over in the vmap == loop check.
+        rtol: relative tolerance of the jit/vmap/batch comparisons per dtype name.
+    """
+
+    name: str
+    fn: Callable[..., Any]
+    make_args: Callable[[np.random.Generator, Any], tuple]
+    dtypes: tuple = FLOATS
+    batch: bool = True
+    grad: bool = True
+    vmap_argnums: tuple[int, ...] = (0,)
+    rtol: dict = dataclasses.field(
+        default_factory=lambda: {"float32": 2e-4, "float64": 1e-9, "bfloat16": 5e-2}
+    )
+
+
+def _matrix(shape=(6, 9)):
+    def make(rng, dtype):
+        return (jnp.asarray(rng.standard_normal(shape), dtype),)
+
+    return make
+
+
+def _matrix_and_threshold(shape=(6, 9), c=1.5):
+    def make(rng, dtype):
+        return jnp.asarray(rng.standard_normal(shape), dtype), jnp.asarray(c, dtype)
+
+    return make
+
+
+def _transform_update(make_tx: Callable[[], optax.GradientTransformation]):
+    """Registered function of a transform: one update on a small param tree."""
+
+    def fn(g, p):
+        tx = make_tx()
+        tree_g = {"w": g, "b": g[..., 0, :]}
+        tree_p = {"w": p, "b": p[..., 0, :]}
+        updates, _ = tx.update(tree_g, tx.init(tree_p), tree_p)
+        return updates
+
+    return fn
+
+
+def _grad_and_params(shape=(6, 9)):
+    def make(rng, dtype):
+        return (
+            jnp.asarray(3 * rng.standard_normal(shape), dtype),
+            jnp.asarray(rng.standard_normal(shape), dtype),
+        )
+
+    return make
+
+
+REGISTRY: list[Contract] = [
+    *[
+        Contract(
+            f"orthogonalize[{s}]",
+            lambda x, s=s: spectral.orthogonalize(x, s),
+            _matrix(),
+            dtypes=WITH_BF16,
+        )
+        for s in spectral.SCHEDULES
+    ],
+    Contract("orthogonalize[tall]", lambda x: spectral.orthogonalize(x, steps=6), _matrix((9, 6))),
+    Contract(
+        "polar",
+        lambda x: spectral.polar(x, tol=1e-3 if x.dtype == jnp.float32 else 1e-8).factor,
+        _matrix(),
+        grad=False,  # lax.while_loop: forward mode only (documented)
+    ),
+    Contract("polar[svd]", lambda x: spectral.polar(x, method="svd").factor, _matrix(), grad=False),
+    Contract("spectral_norm", lambda x: spectral.spectral_norm(x, iters=8), _matrix()),
+    Contract(
+        "soft_clip",
+        spectral.soft_clip,
+        _matrix_and_threshold(),
+        dtypes=WITH_BF16,
+        vmap_argnums=(0, 1),
+    ),
+    Contract(
+        "soft_clip[coupled]",
+        lambda x, c: spectral.soft_clip(x, c, method="coupled"),
+        _matrix_and_threshold(c=4.0),
+    ),
+    Contract(
+        "hard_clip",
+        spectral.hard_clip,
+        _matrix_and_threshold(c=0.9),
+        dtypes=WITH_BF16,
+        vmap_argnums=(0, 1),
+    ),
+    Contract(
+        "clip_updates",
+        _transform_update(lambda: spectral.clip_updates(1.0)),
+        _grad_and_params(),
+        batch=False,
+    ),
+    Contract(
+        "clip_gradients",
+        _transform_update(lambda: spectral.clip_gradients(0.5, soft=False)),
+        _grad_and_params(),
+        batch=False,
+    ),
+    Contract(
+        "spectra_adamw",
+        _transform_update(lambda: spectral.spectra_adamw(1e-2, c=1.0, weight_decay=0.1)),
+        _grad_and_params(),
+        dtypes=WITH_BF16,
+        batch=False,
+    ),
+    Contract(
+        "spectra_signum",
+        _transform_update(lambda: spectral.spectra_signum(1e-2, c=1.0)),
+        _grad_and_params(),
+        grad=False,
+        batch=False,
+    ),  # sign(): zero gradient almost everywhere
+]
