@@ -101,23 +101,27 @@ def soft_clip(
     ``method="polar"`` (default) uses ``H_c(X) = c polar([X / c | I])[:, :n]``: the polar
     iteration of the augmented matrix run on its Gram matrix ``A = I + X X^H / c^2`` only. The
     augmented matrix has singular values in ``[1, sqrt(1 + sigma_max^2/c^2)]``, so after scaling
-    by an upper bound (Gershgorin/Frobenius, free) its smallest singular value is *known*, and
-    the Polar Express rows converge. Cost for ``m <= n``: ``4 m^2 n + (8 steps - 6) m^3`` flops
-    (about 2.1x a 5-step :func:`orthogonalize` for square matrices at 8 steps).
-    ``method="coupled"`` is the SPECTRA reference code's coupled inverse-square-root iteration
-    (10 steps by default), which converges slowly when ``sigma_max / c`` is large.
+    by an upper bound ``s`` (Gershgorin/Frobenius of ``X X^H / c^2``, free) its smallest
+    singular value is at least ``1/s``, *known*, and the Polar Express rows converge on it.
+    Cost for ``m <= n``: ``4 m^2 n + (8 steps - 6) m^3`` flops (at the default 7 steps, 1.8x a
+    5-step :func:`orthogonalize` for square matrices). ``method="coupled"`` is the SPECTRA
+    reference code's coupled inverse-square-root iteration (10 steps by default), which
+    converges slowly when ``sigma_max / c`` is large.
 
-    Accuracy (``"polar"``, 8 steps, measured against the SVD formula in float64): relative
-    error of every output singular value <= 1e-6 whenever ``sigma_max / c <= 250``; it then
-    degrades gracefully for the smallest singular values (those with ``sigma << c``), like
-    any method that forms the Gram matrix. In float32 expect ~1e-5 relative error for
-    ``sigma_max / c <= 30`` and ~1e-3 at ``sigma_max / c = 250``.
+    Accuracy (``"polar"``, 7 steps): in exact arithmetic every output singular value has
+    relative error <= 4.3e-7 whenever ``1/s >= 1e-3``, i.e. ``||X X^H||_F^{1/2} / c <= 1000``
+    (always true for ``sigma_max / c <= 1000 / m^{1/4}``); 8 steps give 2e-15 there. Measured
+    against the SVD formula in float64 (tests): relative error <= 1e-6 up to
+    ``sigma_max / c = 250``. Past the bound the smallest singular values (those with
+    ``sigma << c``) are under-resolved first; raise ``steps``. In float32 expect ~1e-5
+    relative error for ``sigma_max / c <= 30`` and ~1e-3 at 250 (forming ``X X^H`` squares
+    the condition number).
 
     Args:
         x: float or complex array ``(..., m, n)``; leading axes are batch axes.
         c: threshold(s) > 0, scalar or broadcastable to the batch shape (may be traced; a
             non-positive traced value raises at run time through ``eqx.error_if``).
-        steps: iteration count (static); default 8 for ``"polar"``, 10 for ``"coupled"``.
+        steps: iteration count (static); default 7 for ``"polar"``, 10 for ``"coupled"``.
         method: ``"polar"`` or ``"coupled"``.
 
     Returns:
@@ -137,7 +141,7 @@ def soft_clip(
     """
     x = check_matrix(x, "x", allow_complex=True)
     check_choice(method, "method", ("polar", "coupled"))
-    steps = (8 if method == "polar" else 10) if steps is None else check_int(steps, "steps")
+    steps = (7 if method == "polar" else 10) if steps is None else check_int(steps, "steps")
     c = _threshold(c, x)
     x = _guard_positive(x, c)
     xw, transposed = wide(x)
