@@ -93,7 +93,9 @@ def scalar_prediction(schedule: str, cfg: MatrixConfig, max_steps: int) -> np.nd
     s = sigma / np.linalg.norm(sigma)
     out = [np.max(np.abs(1 - s))]
     for steps in range(1, max_steps + 1):
-        out.append(np.max(np.abs(1 - spectral.apply_schedule_scalar(rows_for(schedule, steps, cfg), s))))
+        out.append(
+            np.max(np.abs(1 - spectral.apply_schedule_scalar(rows_for(schedule, steps, cfg), s)))
+        )
     return np.asarray(out)
 
 
@@ -118,16 +120,26 @@ def report(records: list[Record], ctx: ReportContext) -> str:
     for ax, lower in zip(axes[0], lowers):
         mcfg = dataclasses.replace(matrix, lower=lower)
         for sched in schedules:
-            recs = [r for r in records if r.point["schedule"] == sched and r.point["matrix.lower"] == lower]
+            recs = [
+                r
+                for r in records
+                if r.point["schedule"] == sched and r.point["matrix.lower"] == lower
+            ]
             curves = np.stack([np.asarray(r.metrics["max_error"]) for r in recs])
             mean = curves.mean(0)
             theory = scalar_prediction(sched, mcfg, max_steps)
-            (line,) = ax.semilogy(range(max_steps + 1), np.maximum(mean, 1e-8), marker="o", ms=3, label=sched)
-            ax.semilogy(range(max_steps + 1), np.maximum(theory, 1e-8), ls=":", color=line.get_color())
+            (line,) = ax.semilogy(
+                range(max_steps + 1), np.maximum(mean, 1e-8), marker="o", ms=3, label=sched
+            )
+            ax.semilogy(
+                range(max_steps + 1), np.maximum(theory, 1e-8), ls=":", color=line.get_color()
+            )
             row = {"lower": f"{lower:g}", "schedule": sched}
             for t in picks:
                 row[f"t={t}"] = f"{mean[t]:.3g} ({theory[t]:.3g})"
-            row["first t < 1e-2"] = next((str(t) for t in range(max_steps + 1) if mean[t] < 1e-2), "never")
+            row["first t < 1e-2"] = next(
+                (str(t) for t in range(max_steps + 1) if mean[t] < 1e-2), "never"
+            )
             table_rows.append(row)
         ax.set_title(f"singular values in [{lower:g}, 1]")
         ax.set_xlabel("Newton–Schulz steps")
@@ -142,17 +154,25 @@ def report(records: list[Record], ctx: ReportContext) -> str:
     # Observations generated from the numbers.
     obs = []
     for lower in lowers:
+
         def err(sched, t, lower=lower):
-            recs = [r for r in records if r.point["schedule"] == sched and r.point["matrix.lower"] == lower]
+            recs = [
+                r
+                for r in records
+                if r.point["schedule"] == sched and r.point["matrix.lower"] == lower
+            ]
             return float(np.mean([np.asarray(r.metrics["max_error"])[t] for r in recs]))
 
         if "jordan" in schedules and max_steps >= 11:
             obs.append(
                 f"- [{lower:g}, 1]: Jordan's quintic after 11 steps: {err('jordan', 11):.3f} "
-                f"(the paper reports a plateau near 0.3); after {max_steps}: {err('jordan', max_steps):.3f}."
+                "(the paper reports a plateau near 0.3); "
+                f"after {max_steps}: {err('jordan', max_steps):.3f}."
             )
         if "polar_express" in schedules and "jordan" in schedules:
-            better = [t for t in range(1, max_steps + 1) if err("polar_express", t) <= err("jordan", t)]
+            better = [
+                t for t in range(1, max_steps + 1) if err("polar_express", t) <= err("jordan", t)
+            ]
             obs.append(
                 f"- [{lower:g}, 1]: Polar Express is at or below Jordan at {len(better)} of "
                 f"{max_steps} step counts; at 5 steps {err('polar_express', 5):.3f} vs "
@@ -160,8 +180,14 @@ def report(records: list[Record], ctx: ReportContext) -> str:
             )
         if "polar_express_tuned" in schedules:
             spread = [
-                mean_std([float(np.asarray(r.metrics['max_error'])[min(8, max_steps)]) for r in records
-                          if r.point["schedule"] == "polar_express_tuned" and r.point["matrix.lower"] == lower])
+                mean_std(
+                    [
+                        float(np.asarray(r.metrics["max_error"])[min(8, max_steps)])
+                        for r in records
+                        if r.point["schedule"] == "polar_express_tuned"
+                        and r.point["matrix.lower"] == lower
+                    ]
+                )
             ]
             obs.append(f"- [{lower:g}, 1]: tuned Polar Express at 8 steps: {spread[0]}.")
     lines += ["", "Observations (computed from this run):", "", *obs]

@@ -73,7 +73,7 @@ def _clip_tree(
 def _check_common(c: Any, method: str) -> None:
     if not callable(c):
         check_positive(c, "c")
-    check_choice(method, "method", ("polar", "coupled"))
+    check_choice(method, "method", ("polar", "gram", "coupled"))
 
 
 def clip_updates(
@@ -100,7 +100,7 @@ def clip_updates(
         c: threshold > 0 (array-like; may be traced, e.g. swept).
         soft: soft clip ``sigma / sqrt(1 + sigma^2/c^2)`` (default) or hard ``min(sigma, c)``.
         steps: iteration count of the clip (default: the clip function's).
-        method: soft-clip method, ``"polar"`` or ``"coupled"``.
+        method: soft-clip method, ``"polar"``, ``"gram"`` or ``"coupled"``.
         clip_vectors: also clip 1-D leaves.
         mask: pytree of bools (or callable on the updates) selecting leaves to clip; default:
             leaves with ``ndim >= 2`` (``ndim >= 1`` with ``clip_vectors``).
@@ -240,7 +240,7 @@ def spectra(
         weight_decay: decoupled weight decay ``lambda`` (may be traced).
         soft: soft (default) or hard clipping.
         steps: clip iteration count (default: the clip function's).
-        method: soft-clip method, ``"polar"`` or ``"coupled"`` (the reference code's).
+        method: soft-clip method, ``"polar"``, ``"gram"`` or ``"coupled"`` (the reference code's).
         shape_factor: multiply by ``sqrt(max(1, rows/cols))``.
         warmup_steps: length of the ``c eta = const`` warm-up rule (0 disables it).
         clip_vectors: also clip 1-D leaves (see :func:`clip_updates`).

@@ -99,6 +99,30 @@ def test_low_precision_soft_clip(dtype):
     assert np.max(np.abs(got - want) / want) <= tol
 
 
+@pytest.mark.parametrize("ratio", [0.1, 1.0, 30.0, 250.0])
+def test_float32_soft_clip_stays_accurate_for_strong_clipping(ratio):
+    """The augmented-matrix iteration does not square the condition number (unlike "gram")."""
+    rng = np.random.default_rng(6)
+    sigma = spectrum(64, top=5.0, lower=1e-3)
+    x = matrix_with_singular_values(rng, 64, 96, sigma)
+    c = sigma.max() / ratio
+    got = np.sort(singular_values(spectral.soft_clip(jnp.asarray(x, jnp.float32), c)))
+    want = np.sort(soft_ref(sigma, c))
+    # Round-off level: 1e-6 of the largest output, 1e-4 relative on the top 3 decades.
+    assert np.max(np.abs(got - want)) <= 1e-6 * want.max()
+    big = want >= 1e-3 * want.max()
+    assert np.max(np.abs(got - want)[big] / want[big]) <= 1e-4
+
+
+def test_gram_method_matches_in_float64():
+    rng = np.random.default_rng(7)
+    sigma = spectrum(32, top=5.0)
+    x = jnp.asarray(matrix_with_singular_values(rng, 32, 48, sigma))
+    np.testing.assert_allclose(
+        spectral.soft_clip(x, 0.1, method="gram"), spectral.soft_clip(x, 0.1), atol=1e-7
+    )
+
+
 def test_gradients_match_finite_differences():
     rng = np.random.default_rng(5)
     x = jnp.asarray(matrix_with_singular_values(rng, 5, 7, np.array([3.0, 1.5, 0.7, 0.3, 0.1])))
