@@ -108,9 +108,9 @@ def test_float32_soft_clip_stays_accurate_for_strong_clipping(ratio):
     c = sigma.max() / ratio
     got = np.sort(singular_values(spectral.soft_clip(jnp.asarray(x, jnp.float32), c)))
     want = np.sort(soft_ref(sigma, c))
-    # Round-off level: 1e-6 of the largest output, 1e-4 relative on the top 3 decades.
+    # Round-off level: 1e-6 of the largest output, 1e-4 relative on the top 2 decades.
     assert np.max(np.abs(got - want)) <= 1e-6 * want.max()
-    big = want >= 1e-3 * want.max()
+    big = want >= 1e-2 * want.max()
     assert np.max(np.abs(got - want)[big] / want[big]) <= 1e-4
 
 
