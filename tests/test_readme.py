@@ -1,0 +1,28 @@
+"""The README's quick example runs as written, and its commands match .ci/run."""
+
+import pathlib
+import re
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _python_blocks(text: str) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", text, flags=re.S)
+
+
+def test_quick_example_runs_and_is_short():
+    blocks = _python_blocks((ROOT / "README.md").read_text())
+    assert blocks, "README has no python example"
+    example = blocks[0]
+    assert len(example.strip().splitlines()) <= 15
+    namespace: dict = {}
+    exec(compile(example, "README.md", "exec"), namespace)  # noqa: S102
+    assert namespace["q"].shape == (256, 512)
+
+
+def test_ci_runs_the_readme_commands():
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert 'pip install -e ".[dev]"' in readme and 'pip install -q -e ".[dev]"' in ci
+    assert "pytest -n auto" in readme and "\npytest -n auto" in ci
+    assert "jaxspec reproduce --quick" in readme and "jaxspec reproduce --quick" in ci
