@@ -3,31 +3,40 @@
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
+import io
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from jaxspec.experiments._io import atomic_write_bytes
+
 
 @dataclasses.dataclass(frozen=True)
 class Experiment:
     """A reproducible experiment.
 
+    Declare one as ``EXPERIMENT = Experiment(...)`` in ``experiments/<name>/experiment.py``
+    beside its ``config.toml``.
+
     Attributes:
-        name: identifier, e.g. ``"ns_schedules"`` (the folder name under ``experiments/``).
+        name: identifier, e.g. ``"ns_schedules"``; must equal the experiment's folder name.
         description: one line, shown by ``jaxspec list``.
-        config_cls: frozen dataclass of the configuration (sections are nested frozen
-            dataclasses). ``float`` fields are *dynamic*: swept values arrive in ``run`` as
-            traced scalars and are vmapped; ``int``/``str``/``bool``/tuple fields are *static*:
-            one compile per value. Override per field with :func:`static` / :func:`dynamic`.
-            The seed is owned by the runner (``seed`` in the TOML file) and becomes ``key``.
-        run: pure function ``run(config, key) -> metrics`` (a dict of arrays), jit- and
-            vmap-compatible.
+        config_cls: frozen dataclass of the configuration; sections are nested frozen
+            dataclasses. ``float`` fields are *dynamic*: when swept, their values are stacked
+            and vmapped, so inside ``run`` they are traced scalars (float32, or float64 under
+            ``jax_enable_x64``). Fields that are not swept keep their Python values, so a
+            dynamic field is a Python float or a tracer; write ``run`` to accept either.
+            ``int``, ``str``, ``bool`` and tuple fields are *static*: one compile per swept
+            value, always Python values. Override per field with :func:`static` or
+            :func:`dynamic`. The seed is owned by the runner (top-level ``seed`` in the TOML
+            file, not a field of ``config_cls``) and reaches ``run`` as ``key``.
+        run: pure ``run(config, key) -> metrics``, where ``key`` is a ``jax.random.key`` and
+            metrics is a dict (possibly nested) of arrays or scalars. It must be jit- and
+            vmap-compatible: the runner calls ``jax.jit(jax.vmap(...))`` over sweep points.
         report: ``report(records, ctx) -> str``, the Markdown body of ``report.md``; save plots
-            with ``ctx.save_figure``.
+            with :meth:`ReportContext.save_figure`.
     """
 
     name: str
@@ -38,12 +47,34 @@ class Experiment:
 
 
 def static(default: Any) -> Any:
-    """A config field that is static (one compile per swept value) whatever its type."""
+    """A config field that is static (one compile per swept value), whatever its type.
+
+    Args:
+        default: the field's default value.
+
+    Returns:
+        A ``dataclasses.field`` to assign in a config dataclass body.
+
+    Example:
+        >>> import dataclasses
+        >>> @dataclasses.dataclass(frozen=True)
+        ... class Matrix:
+        ...     lower: float = static(1e-3)  # used to build a NumPy schedule at trace time
+    """
     return dataclasses.field(default=default, metadata={"sweep": "static"})
 
 
 def dynamic(default: Any) -> Any:
-    """A config field that is dynamic (stacked and vmapped when swept) whatever its type."""
+    """A config field that is dynamic (stacked and vmapped when swept), whatever its type.
+
+    Only ``float``, ``int`` and ``bool`` fields can be dynamic.
+
+    Args:
+        default: the field's default value.
+
+    Returns:
+        A ``dataclasses.field`` to assign in a config dataclass body.
+    """
     return dataclasses.field(default=default, metadata={"sweep": "dynamic"})
 
 
@@ -52,9 +83,12 @@ class Record:
     """One finished sweep point.
 
     Attributes:
-        point: the swept dotted keys (and ``"seed"``) with this point's values.
-        metrics: the metrics returned by ``run``, as NumPy arrays (flattened dict keys).
-        config: the fully resolved configuration of this point, as a nested dict.
+        point: this point's value of every swept axis, by dotted key, plus ``"seed"``
+            (always present), e.g. ``{"seed": 0, "optimizer.lr": 0.001}``.
+        metrics: what ``run`` returned, as NumPy arrays (0-d for scalars); nested dicts are
+            flattened to dotted keys (``{"norms": {"w1": x}}`` -> ``"norms.w1"``).
+        config: the fully resolved configuration of this point as a nested dict (with
+            ``"seed"``, without the sweep).
     """
 
     point: dict[str, Any]
@@ -62,37 +96,15 @@ class Record:
     config: dict[str, Any]
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temp file in the same folder + ``os.replace``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp creates 0600; results are meant to be shared
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Atomic text write (UTF-8)."""
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
 @dataclasses.dataclass
 class ReportContext:
     """What a report function gets besides the records.
 
     Attributes:
-        outdir: the run directory (``results/<experiment>/<run-id>``).
-        config: the resolved configuration (nested dict, with its sweep).
-        quick: whether the run used ``--quick`` sizes.
+        outdir: the run folder, ``results/<experiment>/<run-id>``.
+        config: the resolved configuration (nested dict, including its ``sweep``).
+        quick: whether the run used the ``--quick`` sizes.
+        figures: names of the figures saved so far.
     """
 
     outdir: Path
@@ -100,17 +112,24 @@ class ReportContext:
     quick: bool
     figures: list[str] = dataclasses.field(default_factory=list)
 
-    def save_figure(self, fig: Any, name: str) -> str:
-        """Save a matplotlib figure as PNG atomically, close it, return its relative path."""
-        import io
+    def save_figure(self, fig: Any, name: str, *, dpi: int = 120) -> str:
+        """Save a matplotlib figure as a PNG in :attr:`outdir` atomically, and close it.
 
-        import matplotlib.pyplot as plt
+        Args:
+            fig: a ``matplotlib.figure.Figure``.
+            name: file name, ``".png"`` appended when missing.
+            dpi: resolution.
 
+        Returns:
+            The path relative to :attr:`outdir`, for Markdown: ``f"![]({path})"``.
+        """
         if not name.endswith(".png"):
             name = f"{name}.png"
         buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
+        fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+        import matplotlib.pyplot as plt
+
         plt.close(fig)
-        atomic_write_bytes(self.outdir / name, buffer.getvalue())
+        atomic_write_bytes(Path(self.outdir) / name, buffer.getvalue())
         self.figures.append(name)
         return name

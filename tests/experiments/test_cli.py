@@ -1,0 +1,87 @@
+"""The `jaxspec` command: list, run, reproduce and the results index."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from jaxspec.experiments.cli import main
+
+from .helpers import FIXTURES
+
+
+def _main(*args):
+    return main(["--experiments-dir", str(FIXTURES), *args])
+
+
+def test_list(capsys):
+    assert _main("list") == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == ["broken  Always fails.", "toy     Toy quadratic for runner tests."]
+
+
+def test_list_goes_on_past_an_experiment_that_does_not_import(tmp_path, capsys):
+    shutil.copytree(FIXTURES / "toy", tmp_path / "toy")
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "config.toml").write_text("")
+    (tmp_path / "bad" / "experiment.py").write_text("raise ImportError('no such module')\n")
+    assert main(["list", "--experiments-dir", str(tmp_path)]) == 1  # option after the command
+    out = capsys.readouterr().out
+    assert "bad  (cannot import: ImportError: no such module)" in out and "toy  Toy quad" in out
+
+
+def test_run_with_overrides_quick_and_max_batch(tmp_path, capsys):
+    args = ["run", "toy", "--quick", "--no-progress", "--results-dir", str(tmp_path)]
+    assert _main(*args, "--set", "optimizer.lr=1", "--set", "dim=3", "--max-batch", "2") == 0
+    out = capsys.readouterr().out
+    (run_dir,) = (tmp_path / "toy").iterdir()
+    assert f"{run_dir / 'report.md'}  (3 point(s) computed, 0 resumed" in out
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["optimizer"]["steps"] == 10 and config["optimizer"]["lr"] == 1.0
+    assert config["dim"] == 3 and config["sweep"]["product"] == {"seed": [7]}
+    assert json.loads((run_dir / "run.json").read_text())["groups"][0]["calls"] == 2
+    # The same command resumes.
+    assert _main(*args, "--set", "optimizer.lr=1", "--set", "dim=3") == 0
+    assert "(0 point(s) computed, 3 resumed" in capsys.readouterr().out
+
+
+def test_run_reports_config_errors_with_exit_status_2(tmp_path, capsys):
+    code = _main("run", "toy", "--set", "optimizer.lr=fast", "--results-dir", str(tmp_path))
+    assert code == 2
+    assert "error: `optimizer.lr` expects float, got 'fast' (str)." in capsys.readouterr().err
+    assert _main("run", "nope", "--results-dir", str(tmp_path)) == 2
+    assert "Unknown experiment 'nope'" in capsys.readouterr().err
+    assert not (tmp_path / "toy").exists()
+
+
+def test_reproduce_runs_everything_and_writes_the_index(tmp_path, capsys):
+    results = tmp_path / "all"
+    code = _main("reproduce", "--quick", "--no-progress", "--results-dir", str(results))
+    assert code == 1  # `broken` failed, after `toy` still ran
+    out = capsys.readouterr().out
+    assert "failed: broken" in out
+    index = (results / "index.md").read_text()
+    assert "Quick size" in index and "1 of 2 experiments ok" in index
+    rows = {line.split(" | ")[0].strip("| "): line for line in index.splitlines()[4:]}
+    assert "FAILED: RuntimeError: deliberate failure" in rows["broken"]
+    assert "| ok |" in rows["toy"] and "6 (0 resumed)" in rows["toy"]
+    (run_dir,) = (results / "toy").iterdir()
+    assert f"[{run_dir.name}](toy/{run_dir.name}/report.md)" in rows["toy"]
+    assert (results / "toy" / run_dir.name / "report.md").is_file()
+
+
+@pytest.mark.parametrize("command", [["list"], ["run", "--help"]])
+def test_console_script(command):
+    script = shutil.which("jaxspec")
+    argv = [script] if script else [sys.executable, "-m", "jaxspec.experiments.cli"]
+    proc = subprocess.run(
+        [*argv, "--experiments-dir", str(FIXTURES), *command],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "toy" in proc.stdout or "--set KEY=VALUE" in proc.stdout

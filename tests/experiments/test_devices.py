@@ -1,0 +1,82 @@
+"""The sweep axis sharded over 8 forced host devices gives the numbers of a 1-device run."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+
+from .helpers import FIXTURES
+
+# XLA_FLAGS must be set before JAX initializes: each device count runs in its own process.
+# Default precision (float32), as a user would run it.
+_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import jax
+    from jaxspec.experiments import run_experiment
+    results, experiments = sys.argv[1], sys.argv[2]
+    full = run_experiment("toy", results_dir=results, experiments_dir=experiments,
+                          progress=False)
+    chunked = run_experiment("toy", overrides=["dim=3"], max_batch=3,
+                             results_dir=results + "/chunked", experiments_dir=experiments,
+                             progress=False)
+    print(json.dumps({
+        "device_count": jax.device_count(),
+        "groups": json.loads((full.run_dir / "run.json").read_text())["groups"],
+        "chunked_groups": json.loads((chunked.run_dir / "run.json").read_text())["groups"],
+        "points": [r.point for r in full.records],
+        "curves": [r.metrics["curve"].tolist() for r in full.records],
+        "dtype": str(full.records[0].metrics["curve"].dtype),
+        "chunked_points": [r.point for r in chunked.records],
+        "chunked_curves": [r.metrics["curve"].tolist() for r in chunked.records],
+    }))
+    """
+)
+
+
+def _start(devices, results):
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_ENABLE_X64")}
+    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    env["JAX_PLATFORMS"] = "cpu"
+    return subprocess.Popen(
+        [sys.executable, "-c", _SCRIPT, str(results), str(FIXTURES)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+def _finish(proc):
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def test_eight_host_devices_give_the_same_numbers(tmp_path):
+    procs = [_start(8, tmp_path / "eight"), _start(1, tmp_path / "one")]
+    eight, one = (_finish(p) for p in procs)
+    assert eight["device_count"] == 8 and one["device_count"] == 1
+    assert eight["dtype"] == one["dtype"] == "float32"
+    # Each static group (6 points) is padded to 8 and its outputs come back sharded over the
+    # 8 devices along the mesh axis "sweep"; on 1 device, one shard.
+    for group in eight["groups"]:
+        assert group["batch"] == 8 and group["calls"] == 1 and group["output_shards"] == 8
+        assert "'sweep': 8" in group["output_sharding"]
+        assert "spec=P('sweep',)" in group["output_sharding"]
+    assert [g["output_shards"] for g in one["groups"]] == [1, 1]
+    assert eight["points"] == one["points"] and len(eight["points"]) == 12
+    np.testing.assert_array_equal(np.array(eight["curves"]), np.array(one["curves"]))
+    # max_batch=3 on 8 devices: 2 calls of 3 real points, each padded to 8.
+    (chunked,) = eight["chunked_groups"]
+    assert chunked["calls"] == 2 and chunked["batch"] == 8 and chunked["output_shards"] == 8
+    by_point = {json.dumps(p, sort_keys=True): c for p, c in zip(one["points"], one["curves"])}
+    assert len(eight["chunked_points"]) == 6
+    for point, curve in zip(eight["chunked_points"], eight["chunked_curves"]):
+        assert "dim" not in point  # pinned to 3 by the override
+        np.testing.assert_array_equal(
+            curve, by_point[json.dumps({**point, "dim": 3}, sort_keys=True)]
+        )
