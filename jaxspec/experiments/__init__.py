@@ -6,6 +6,52 @@ declared as ``EXPERIMENT = Experiment(...)`` in ``experiments/<name>/experiment.
 runs every sweep point (static values in a Python loop, one compile each; dynamic values
 stacked into one ``jit(vmap(run))`` sharded over the ``"sweep"`` axis of all local devices),
 and writes ``results/<name>/<run-id>/``.
+
+Example: ``experiments/quadratic/experiment.py``::
+
+    import dataclasses
+    import jax
+    import jax.numpy as jnp
+    from jaxspec.experiments import Experiment, group_records, markdown_table, mean_std
+
+    @dataclasses.dataclass(frozen=True)
+    class Optimizer:
+        lr: float = 0.1          # float: dynamic (vmapped when swept)
+        steps: int = 100         # int: static (one compile per swept value)
+
+    @dataclasses.dataclass(frozen=True)
+    class Config:
+        dim: int = 16
+        optimizer: Optimizer = Optimizer()
+
+    def run(config, key):
+        h = jax.random.normal(key, (config.dim, config.dim))
+        h = h @ h.T / config.dim + jnp.eye(config.dim)
+        def step(x, _):
+            x = x - config.optimizer.lr * (h @ x)
+            return x, 0.5 * x @ h @ x
+        _, losses = jax.lax.scan(step, jnp.ones(config.dim), None, config.optimizer.steps)
+        return {"loss": losses}
+
+    def report(records, ctx):
+        rows = [{"lr": lr, "final loss": mean_std(r.metrics["loss"][-1] for r in recs)}
+                for lr, recs in group_records(records, by="optimizer.lr").items()]
+        return markdown_table(rows)
+
+    EXPERIMENT = Experiment("quadratic", "GD on a random quadratic.", Config, run, report)
+
+with ``experiments/quadratic/config.toml``::
+
+    seed = 0
+    [optimizer]
+    steps = 200
+    [sweep.product]
+    seed = [0, 1, 2]
+    "optimizer.lr" = [0.01, 0.1]
+    [quick]
+    "optimizer.steps" = 20
+
+then ``jaxspec run quadratic --quick --set dim=8``.
 """
 
 from jaxspec.experiments._api import Experiment, Record, ReportContext, dynamic, static

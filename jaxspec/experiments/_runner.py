@@ -339,22 +339,22 @@ def load_config(
         available = discover(experiments_dir)
         target = str(experiment_or_name)
         path = Path(target)
-        if path.is_dir() and (path / "config.toml").is_file():  # `jaxspec run experiments/x`
-            path, target = path / "config.toml", str(path / "config.toml")
-        if target.endswith(".toml") or path.is_file():
+        if target not in available and (path / "config.toml").is_file():
+            path, target = path / "config.toml", str(path / "config.toml")  # a folder was given
+        if target not in available and (target.endswith(".toml") or path.is_file()):
             if not path.is_file():
                 raise ConfigError(f"Config file {path} does not exist.")
             raw = load_toml(path)
-            name = raw.get("experiment")
+            folder = path.resolve().parent
+            beside = (folder / "experiment.py").is_file()  # the config sits in its experiment
+            name = raw.get("experiment", folder.name if beside else None)
             if name is None:
-                folder = available.get(path.resolve().parent.name)
-                if folder is None or folder.resolve() != path.resolve().parent:
-                    raise ConfigError(
-                        f"{path}: a config outside experiments/<name>/ must say which "
-                        f'experiment it is for (experiment = "<name>"); available: '
-                        f"{', '.join(available)}."
-                    )
-                name = path.resolve().parent.name
+                raise ConfigError(
+                    f"{path}: a config outside experiments/<name>/ must say which experiment "
+                    f'it is for (experiment = "<name>"); available: {", ".join(available)}.'
+                )
+            if beside and name == folder.name:
+                available = {**available, name: folder}
             if not isinstance(name, str) or name not in available:
                 raise ConfigError(
                     f"{path}: unknown experiment {name!r}; available: {', '.join(available)}."

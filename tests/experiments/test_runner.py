@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import sys
 
 import jax
@@ -168,6 +169,17 @@ def test_config_file_outside_the_experiments_folder(tmp_path):
     assert result.records[0].config["optimizer"] == {"lr": 0.2, "momentum": 0.0, "steps": 4}
     with pytest.raises(ConfigError, match="does not exist"):
         run_experiment(tmp_path / "missing.toml", experiments_dir=FIXTURES)
+    # An experiment folder outside the experiments root: its config.toml needs no `experiment`.
+    shutil.copytree(FIXTURES / "toy", tmp_path / "toy")
+    local = run_experiment(
+        tmp_path / "toy",
+        quick=True,
+        overrides=ONE_GROUP,
+        results_dir=tmp_path / "r",
+        experiments_dir=tmp_path / "empty",
+        progress=False,
+    )
+    assert len(local.records) == 3 and local.records[0].config["optimizer"]["steps"] == 10
 
 
 def test_an_experiment_object_uses_the_config_beside_its_module(tmp_path):
