@@ -65,7 +65,11 @@ def make_matrix(cfg: MatrixConfig, key: jax.Array) -> jax.Array:
     dtype = jnp.dtype(cfg.dtype)
     k = min(cfg.rows, cfg.cols)
     u, _ = jnp.linalg.qr(jax.random.normal(k1, (cfg.rows, k), jnp.float32))
-    v, _ = jnp.linalg.qr(jax.random.normal(k2, (cfg.cols, k), jnp.float32))
+    # Serialize the LAPACK calls: jaxlib's batched CPU kernels (QR, SVD) split a vmapped batch
+    # over XLA's thread pool and wait for it; two running concurrently on a 2-thread pool can
+    # deadlock (seen with jax 0.10.2). The barrier makes the second QR wait for the first.
+    g2, u = jax.lax.optimization_barrier((jax.random.normal(k2, (cfg.cols, k), jnp.float32), u))
+    v, _ = jnp.linalg.qr(g2)
     sigma = jnp.asarray(spectrum(cfg), jnp.float32)
     return ((u * sigma) @ v.T).astype(dtype)
 
@@ -75,16 +79,18 @@ def run(config: Config, key: jax.Array) -> dict[str, jax.Array]:
     if config.schedule not in SCHEDULES:
         raise ValueError(f"`schedule` must be one of {SCHEDULES}, got {config.schedule!r}.")
     x = make_matrix(config.matrix, key)
-    errors = []
+    errors = [jnp.zeros((), jnp.float32)]
     for steps in range(0, config.run.max_steps + 1):
         if steps == 0:
             out = x / jnp.linalg.norm(x.astype(jnp.float32)).astype(x.dtype)
         else:
             rows = rows_for(config.schedule, steps, config.matrix)
             out = spectral.orthogonalize(x, rows)
-        sigma = jnp.linalg.svd(out.astype(jnp.float32), compute_uv=False)
+        # One SVD at a time (see make_matrix): each waits for the previous one's result.
+        out, _ = jax.lax.optimization_barrier((out.astype(jnp.float32), errors[-1]))
+        sigma = jnp.linalg.svd(out, compute_uv=False)
         errors.append(jnp.max(jnp.abs(1.0 - sigma)))
-    return {"max_error": jnp.stack(errors)}
+    return {"max_error": jnp.stack(errors[1:])}
 
 
 def scalar_prediction(schedule: str, cfg: MatrixConfig, max_steps: int) -> np.ndarray:
