@@ -43,6 +43,26 @@ def _guard_positive(x: jax.Array, c: jax.Array) -> jax.Array:
     return eqx.error_if(x, jnp.any(~(c > 0)), "spectral clipping threshold `c` must be > 0")
 
 
+def _prepare(x: jax.typing.ArrayLike, c: jax.typing.ArrayLike):
+    """Checked inputs in the working layout: wide ``xa`` (float32 at least) and ``c``.
+
+    Returns ``(x, xa, c, transposed)`` where ``x`` is the checked input (its dtype is the
+    output dtype) and ``transposed`` says whether ``xa`` is ``x`` transposed.
+    """
+    x = check_matrix(x, "x", allow_complex=True)
+    c = _threshold(c, x)
+    x = _guard_positive(x, c)
+    xw, transposed = wide(x)
+    acc = jnp.promote_types(x.dtype, jnp.float32)
+    return x, xw.astype(acc), c.astype(jnp.finfo(acc).dtype), transposed
+
+
+def _finish(out: jax.Array, x: jax.Array, transposed: bool) -> jax.Array:
+    """Back to the input's dtype and orientation."""
+    out = out.astype(x.dtype)
+    return mT(out) if transposed else out
+
+
 def _gram_bound(gram: jax.Array) -> jax.Array:
     """Upper bound on lambda_max of a PSD Gram matrix: min(Gershgorin, Frobenius)."""
     gersh = jnp.max(jnp.sum(jnp.abs(gram), axis=-1), axis=-1)
@@ -174,33 +194,28 @@ def soft_clip(
         arXiv:2603.14315, ICML 2026.
         Amsel et al., "The Polar Express", arXiv:2505.16932, 2025.
     """
-    x = check_matrix(x, "x", allow_complex=True)
     check_choice(method, "method", ("polar", "gram", "coupled"))
     steps = (10 if method == "coupled" else 7) if steps is None else check_int(steps, "steps")
-    c = _threshold(c, x)
-    x = _guard_positive(x, c)
-    xw, transposed = wide(x)
-    acc = jnp.promote_types(x.dtype, jnp.float32)
-    xa = xw.astype(acc)
-    c = c.astype(jnp.finfo(acc).dtype)
+    x, xa, c, transposed = _prepare(x, c)
     gram = (xa @ mT(xa)) / (c * c)
     bound = 1.0 + _gram_bound(gram)
     rows = schedule_coefficients("polar_express", steps)
     if method == "polar":
         out = _augmented_polar(xa, gram, bound, c, rows)
     else:
-        eye = jnp.eye(gram.shape[-1], dtype=acc)
+        eye = jnp.eye(gram.shape[-1], dtype=xa.dtype)
         a_hat = (eye + gram) / bound
         if method == "gram":
             q = _inverse_sqrt_polar(a_hat, rows)
         else:
             q = _inverse_sqrt_coupled(a_hat, steps)
         out = (q @ xa) / jnp.sqrt(bound)
-    out = out.astype(x.dtype)
-    return mT(out) if transposed else out
+    return _finish(out, x, transposed)
 
 
-def hard_clip(x: jax.typing.ArrayLike, c: jax.typing.ArrayLike, steps: int = 10) -> jax.Array:
+def hard_clip(
+    x: jax.typing.ArrayLike, c: jax.typing.ArrayLike, steps: int | None = None
+) -> jax.Array:
     r"""Hard spectral clip ``sigma -> min(sigma, c)`` (singular vectors kept), without an SVD.
 
     With ``O = polar(X)`` and ``P = X O^H = U S U^H`` (for ``m <= n``),
@@ -217,7 +232,7 @@ def hard_clip(x: jax.typing.ArrayLike, c: jax.typing.ArrayLike, steps: int = 10)
     Args:
         x: float or complex array ``(..., m, n)``.
         c: threshold(s) > 0, scalar or broadcastable to the batch shape (may be traced).
-        steps: Polar Express steps for each of the two sign computations (static).
+        steps: Polar Express steps for each of the two sign computations (static; default 10).
 
     Returns:
         Array of the same shape and dtype as ``x``.
@@ -234,23 +249,16 @@ def hard_clip(x: jax.typing.ArrayLike, c: jax.typing.ArrayLike, steps: int = 10)
         Newton-Schulz Iteration", 2025 (the ``|x| = x sign(x)`` lifting).
         Amsel et al., "The Polar Express", arXiv:2505.16932, 2025.
     """
-    x = check_matrix(x, "x", allow_complex=True)
-    steps = check_int(steps, "steps")
-    c = _threshold(c, x)
-    x = _guard_positive(x, c)
-    xw, transposed = wide(x)
-    acc = jnp.promote_types(x.dtype, jnp.float32)
-    xa = xw.astype(acc)
-    c = c.astype(jnp.finfo(acc).dtype)
+    steps = 10 if steps is None else check_int(steps, "steps")
+    x, xa, c, transposed = _prepare(x, c)
     rows = schedule_coefficients("polar_express", steps)
     o = ns_iterate(schatten4_normalize(xa), rows)
     p = xa @ mT(o)
     p = 0.5 * (p + mT(p))
-    eye = jnp.eye(p.shape[-1], dtype=acc)
+    eye = jnp.eye(p.shape[-1], dtype=xa.dtype)
     shifted = p - c * eye
     sign = ns_iterate(schatten4_normalize(shifted), rows)
     absolute = sign @ shifted
     absolute = 0.5 * (absolute + mT(absolute))
     out = (0.5 * (p + c * eye - absolute)) @ o
-    out = out.astype(x.dtype)
-    return mT(out) if transposed else out
+    return _finish(out, x, transposed)

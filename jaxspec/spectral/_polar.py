@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxspec._checks import check_choice, check_int, check_matrix, check_positive
-from jaxspec._status import classify
+from jaxspec._status import Status, classify
 from jaxspec.spectral._newton_schulz import mT, safe_sqrt_norm2, wide
 from jaxspec.spectral._schedules import POLAR_EXPRESS, QUINTIC, apply_safety
 
@@ -38,7 +38,7 @@ class PolarSolution(NamedTuple):
     @property
     def converged(self) -> jax.Array:
         """Boolean array: whether ``error <= tol`` was reached."""
-        return self.status == 0
+        return self.status == Status.CONVERGED
 
 
 def _orthonormality_error(gram: jax.Array) -> jax.Array:

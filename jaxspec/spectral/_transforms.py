@@ -42,7 +42,7 @@ def _clip_leaf(
     if leaf.ndim >= 2:
         if soft:
             return soft_clip(leaf, c, steps, method=method)
-        return hard_clip(leaf, c, 10 if steps is None else steps)
+        return hard_clip(leaf, c, steps)
     if leaf.ndim == 1 and clip_vectors:
         return _vector_clip(leaf, c, soft)
     return leaf
