@@ -25,6 +25,9 @@ class Status(enum.IntEnum):
     STAGNATED = 3
     """The optimality measure stopped improving before meeting the tolerance (usually the
     floating-point floor of the working dtype, or a rank-deficient input)."""
+    ACTIVE_SET_FULL = 4
+    """An active-set solver needed a new atom but its fixed-capacity active set was full
+    (raise its ``active_set_size``)."""
 
 
 def status_message(status: jax.typing.ArrayLike) -> str | list[str]:
