@@ -20,6 +20,17 @@ def test_quick_example_runs_and_is_short():
     assert namespace["q"].shape == (256, 512)
 
 
+def test_frank_wolfe_example_runs_and_is_short():
+    blocks = _python_blocks((ROOT / "README.md").read_text())
+    example = next(b for b in blocks if "frank_wolfe" in b)
+    assert len(example.strip().splitlines()) <= 15
+    namespace: dict = {}
+    exec(compile(example, "README.md", "exec"), namespace)  # noqa: S102
+    assert int(namespace["sol"].status) == 0  # converged
+    assert namespace["path"].shape == (8,)
+    assert float(namespace["dr"]) < 0  # a larger ball fits better
+
+
 def test_ci_runs_the_readme_commands():
     readme = (ROOT / "README.md").read_text()
     ci = (ROOT / ".ci" / "run").read_text()
