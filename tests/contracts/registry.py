@@ -160,3 +160,121 @@ REGISTRY: list[Contract] = [
         batch=False,
     ),  # sign(): zero gradient almost everywhere
 ]
+
+
+# -- frank_wolfe.lmo: vertices are piecewise constant in the gradient (registered without
+# gradients); projections are differentiable. The vector sets take one norm over the whole
+# input, so a stacked input is not a batch for them (batch=False); the matrix sets are products
+# of balls over leading axes.
+
+
+def _vector_and_radius(n=7, r=1.3, scale=1.0):
+    def make(rng, dtype):
+        return jnp.asarray(scale * rng.standard_normal(n), dtype), jnp.asarray(r, dtype)
+
+    return make
+
+
+def _spiked_matrix_and_radius(shape=(5, 6), r=0.8, scale=1.0):
+    """A clear top singular value, so float32 power iteration matches float64."""
+
+    def make(rng, dtype):
+        spike = 3.0 * np.outer(rng.standard_normal(shape[-2]), rng.standard_normal(shape[-1]))
+        g = scale * (spike / np.sqrt(np.prod(shape)) + 0.3 * rng.standard_normal(shape))
+        return jnp.asarray(g, dtype), jnp.asarray(r, dtype)
+
+    return make
+
+
+def _vector_and_box(n=7):
+    def make(rng, dtype):
+        return (
+            jnp.asarray(2 * rng.standard_normal(n), dtype),
+            jnp.asarray(-rng.uniform(0.2, 1.0, n), dtype),
+            jnp.asarray(rng.uniform(0.2, 1.0, n), dtype),
+        )
+
+    return make
+
+
+def _lmo_contracts() -> list[Contract]:
+    from jaxspec.frank_wolfe import lmo
+
+    vector_sets = {
+        "l1_ball": lmo.l1_ball,
+        "simplex": lmo.simplex,
+        "simplex[<=]": lambda r: lmo.simplex(r, equality=False),
+        "l2_ball": lmo.l2_ball,
+        "linf_ball": lmo.linf_ball,
+        "k_sparse": lambda r: lmo.k_sparse(3, r),
+    }
+    matrix_sets = {
+        "nuclear_ball[power]": lmo.nuclear_ball,
+        "nuclear_ball[lanczos]": lambda r: lmo.nuclear_ball(r, method="lanczos"),
+        "nuclear_ball[svd]": lambda r: lmo.nuclear_ball(r, method="svd"),
+        "spectral_ball[svd]": lmo.spectral_ball,
+        "spectral_ball[polar]": lambda r: lmo.spectral_ball(r, method="polar"),
+        "spectral_ball[newton_schulz]": lambda r: lmo.spectral_ball(r, method="newton_schulz"),
+    }
+    out = []
+    for name, factory in vector_sets.items():
+        out.append(
+            Contract(
+                f"lmo.{name}",
+                lambda g, r, f=factory: f(r)(g),
+                _vector_and_radius(),
+                batch=name == "linf_ball",
+                grad=False,
+                vmap_argnums=(0, 1),
+            )
+        )
+        out.append(
+            Contract(
+                f"lmo.{name}.project",
+                lambda y, r, f=factory: f(r).project(y),
+                _vector_and_radius(scale=3.0),
+                batch=name == "linf_ball",
+                vmap_argnums=(0, 1),
+            )
+        )
+    for name, factory in matrix_sets.items():
+        out.append(
+            Contract(
+                f"lmo.{name}",
+                lambda g, r, f=factory: f(r)(g),
+                _spiked_matrix_and_radius(),
+                grad=False,
+                vmap_argnums=(0, 1),
+            )
+        )
+    for name in ["nuclear_ball", "spectral_ball"]:
+        factory = getattr(lmo, name)
+        out.append(
+            Contract(
+                f"lmo.{name}.project",
+                lambda y, r, f=factory: f(r).project(y),
+                _spiked_matrix_and_radius(scale=3.0),
+                vmap_argnums=(0, 1),
+            )
+        )
+    out.append(
+        Contract(
+            "lmo.box",
+            lambda g, lo, hi: lmo.box(lo, hi)(g),
+            _vector_and_box(),
+            grad=False,
+            vmap_argnums=(0, 1, 2),
+        )
+    )
+    out.append(
+        Contract(
+            "lmo.box.project",
+            lambda y, lo, hi: lmo.box(lo, hi).project(y),
+            _vector_and_box(),
+            vmap_argnums=(0, 1, 2),
+        )
+    )
+    return out
+
+
+REGISTRY += _lmo_contracts()
