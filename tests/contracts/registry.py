@@ -278,3 +278,55 @@ def _lmo_contracts() -> list[Contract]:
 
 
 REGISTRY += _lmo_contracts()
+
+
+def _solver_contracts() -> list[Contract]:
+    """frank_wolfe.solve as a function of the problem data (theta) and the radius."""
+    from jaxspec import frank_wolfe
+    from jaxspec.frank_wolfe import lmo
+
+    def make(rng, dtype):
+        return (jnp.asarray(0.4 * rng.standard_normal(5), dtype), jnp.asarray(1.2, dtype))
+
+    def solver(variant, step, adjoint="implicit"):
+        def fn(theta, radius):
+            tol = 1e-6 if theta.dtype == jnp.float32 else 1e-12
+            sol = frank_wolfe.solve(
+                lambda x: 0.5 * jnp.sum((x - theta) ** 2),
+                radius * jnp.eye(5, dtype=theta.dtype)[0],
+                lmo.simplex(radius),
+                variant=variant,
+                step=step,
+                lipschitz=1.0,
+                tol=tol,
+                max_steps=500 if adjoint == "implicit" else 60,
+                adjoint=adjoint,
+            )
+            return sol.x, sol.value
+
+        return fn
+
+    rtol = {"float32": 1e-4, "float64": 1e-9}
+    return [
+        Contract(
+            f"frank_wolfe.solve[{variant},{step}]",
+            solver(variant, step),
+            make,
+            batch=False,
+            vmap_argnums=(0, 1),
+            rtol=rtol,
+        )
+        for variant, step in [("away", "exact"), ("pairwise", "short"), ("away", "backtracking")]
+    ] + [
+        Contract(
+            "frank_wolfe.solve[unroll]",
+            solver("away", "exact", adjoint="unroll"),
+            make,
+            batch=False,
+            vmap_argnums=(0, 1),
+            rtol=rtol,
+        )
+    ]
+
+
+REGISTRY += _solver_contracts()
