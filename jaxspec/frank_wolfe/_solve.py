@@ -34,6 +34,7 @@ class _Ops(NamedTuple):
     curvature: Callable
     vertex: Callable
     apply: Callable
+    init_state: Callable | None = None  # oracle state; None: ``lmo.init``
 
 
 class _State(NamedTuple):
@@ -96,6 +97,77 @@ def _composite_ops(fun: LinearComposite, lmo: LinearMinimizationOracle) -> _Ops:
     )
 
 
+class _GramCache(NamedTuple):
+    keys: jax.Array  # (K,) cached column indices, -1 when empty
+    rows: jax.Array  # (K, n) rows A^T a_j of the Gram matrix
+    next_slot: jax.Array
+
+
+def _gram_ops(fun: LinearComposite, lmo: LinearMinimizationOracle) -> _Ops:
+    """Least squares in the gradient space: ``z = A^T A x``, Gram rows cached per column.
+
+    ``grad f(x) = z - A^T b`` and ``f(x) = <x, z>/2 - <A^T b, x> + ||b||^2/2``, and every
+    update of ``x`` along ``d`` moves ``z`` along ``A^T A d``. For a sparse vertex
+    ``s = sum_k v_k e_{j_k}``, ``A^T A s = sum_k v_k A^T a_{j_k}``: rows of the Gram matrix,
+    which Frank–Wolfe keeps reusing, so they live in a small round-robin cache kept in the
+    oracle state and a product ``a_j^T A`` is paid only on a miss. Line searches are exact
+    and cost ``O(n)``: ``<d, H d> = <d, dz>``.
+    """
+    matrix, b = fun.matrix, fun.args
+    atb = b @ matrix
+    half_bb = 0.5 * jnp.vdot(b, b)
+    capacity = fun.gram_cache
+
+    def gram(x):
+        return (matrix @ x) @ matrix
+
+    def value(x, z):
+        return 0.5 * jnp.vdot(x, z) - jnp.vdot(atb, x) + half_bb
+
+    def row(cache, j):
+        hit = cache.keys == j
+        found = jnp.any(hit)
+        # Only the product is conditional; the (K, n) cache is updated in place outside it.
+        r = jax.lax.cond(found, lambda: cache.rows[jnp.argmax(hit)], lambda: matrix[:, j] @ matrix)
+        slot = jnp.where(found, jnp.argmax(hit), cache.next_slot)
+        cache = _GramCache(
+            cache.keys.at[slot].set(j),
+            cache.rows.at[slot].set(r),
+            jnp.where(found, cache.next_slot, (cache.next_slot + 1) % capacity),
+        )
+        return r, cache
+
+    def vertex(g, state):
+        inner, cache = state
+        idx, vals, inner = lmo.sparse_minimize(g, inner)
+        vals = vals.astype(g.dtype)
+        s = jnp.zeros_like(g).at[idx].add(vals)
+        gs = jnp.zeros_like(g)
+        for k in range(idx.shape[0]):
+            r, cache = row(cache, idx[k])
+            gs = gs + vals[k] * r
+        return s, gs, (inner, cache)
+
+    def init_state(x0):
+        n = matrix.shape[1]
+        cache = _GramCache(
+            jnp.full((capacity,), -1, jnp.int32),
+            jnp.zeros((capacity, n), matrix.dtype),
+            jnp.int32(0),
+        )
+        return lmo.init(x0), cache
+
+    return _Ops(
+        image=gram,
+        value_and_grad=lambda x, z: (value(x, z), z - atb),
+        value=value,
+        curvature=lambda x, z, d, dz: jnp.vdot(d, dz),
+        vertex=vertex,
+        apply=gram,
+        init_state=init_state,
+    )
+
+
 class _Options(NamedTuple):
     variant: str
     step: str
@@ -124,7 +196,8 @@ def _init(ops: _Ops, lmo, hyper, x0, opts: _Options) -> _State:
     dtype = tr.real_dtype(x0)
     z0 = ops.image(x0)
     f0, g0 = ops.value_and_grad(x0, z0)
-    s0, s0_img, lmo_state = ops.vertex(g0, lmo.init(x0))
+    lmo_state = lmo.init(x0) if ops.init_state is None else ops.init_state(x0)
+    s0, s0_img, lmo_state = ops.vertex(g0, lmo_state)
     gap0 = tr.vdot(g0, tr.sub(x0, s0))
     if opts.step == "backtracking":
         lip = _initial_lipschitz(ops, hyper, x0, z0, g0, s0, s0_img, dtype)
@@ -253,7 +326,12 @@ def run(build, lmo_static, opts: _Options, params, hyper, x0) -> Solution:
     fun = build(fun_params)
     lmo = eqx.combine(lmo_params, lmo_static)
     search = build(jax.lax.stop_gradient(fun_params))
-    make = _composite_ops if isinstance(fun, LinearComposite) else _generic_ops
+    if not isinstance(fun, LinearComposite):
+        make = _generic_ops
+    elif fun.gram_cache > 0 and lmo.vertex_nnz is not None:
+        make = _gram_ops
+    else:
+        make = _composite_ops
     ops, search_ops = make(fun, lmo), make(search, lmo)
     tol = jnp.asarray(hyper["tol"])
     st = _init(ops, lmo, hyper, x0, opts)
@@ -268,6 +346,12 @@ def run(build, lmo_static, opts: _Options, params, hyper, x0) -> Solution:
         st, _ = jax.lax.scan(scan_body, st, None, length=opts.max_steps)
     else:
         st = jax.lax.while_loop(lambda s: _running(s, tol, opts.max_steps), body, st)
+    if make is _gram_ops:  # value, gradient and gap at the final iterate without round-off drift
+        exact = _composite_ops(fun, lmo)
+        value, grad = exact.value_and_grad(st.x, exact.image(st.x))
+        s, _, _ = exact.vertex(grad, st.lmo_state[0])
+        gap = tr.vdot(grad, tr.sub(st.x, s)).astype(st.gap.dtype)
+        st = st._replace(value=value.astype(st.value.dtype), grad=grad, gap=gap)
     stats = {"lipschitz": st.lipschitz}
     if opts.variant != "vanilla":
         stats["active_set_size"] = aset.size(st.active)

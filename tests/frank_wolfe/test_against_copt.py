@@ -30,8 +30,8 @@ def _problem(seed=0, m=40, n=80):
         ("backtracking", "backtracking", False),
     ],
 )
-@pytest.mark.parametrize("composite", (True, False))
-def test_vanilla_iterates_match_copt(copt_step, step, given_lipschitz, composite):
+@pytest.mark.parametrize("objective", ("composite", "gram", "generic"))
+def test_vanilla_iterates_match_copt(copt_step, step, given_lipschitz, objective):
     a, b, radius = _problem()
     lip = np.linalg.norm(a, 2) ** 2
 
@@ -46,8 +46,8 @@ def test_vanilla_iterates_match_copt(copt_step, step, given_lipschitz, composite
             f_grad, np.zeros(a.shape[1]), copt.constraint.L1Ball(radius).lmo, jac=True,
             step=copt_step, lipschitz=lip if given_lipschitz else None, max_iter=steps, tol=0.0,
         )  # fmt: skip
-    fun = frank_wolfe.least_squares(a, b)
-    if not composite:
+    fun = frank_wolfe.least_squares(a, b, gram_cache=4 if objective == "gram" else 0)
+    if objective == "generic":
         fun = lambda x, fun=fun: fun(x)  # noqa: E731
     sol = frank_wolfe.solve(
         fun, jnp.zeros(a.shape[1]), lmo.l1_ball(radius), step=step,

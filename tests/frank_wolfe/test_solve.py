@@ -114,15 +114,19 @@ def test_l1_least_squares_matches_cvxpy(step, composite):
 
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("step", STEPS)
-def test_composite_path_equals_generic_path(variant, step):
+@pytest.mark.parametrize("gram_cache", (0, 3))
+def test_composite_path_equals_generic_path(variant, step, gram_cache):
     a, b, truth = lasso_data(seed=1)
     radius = 0.5 * np.abs(truth).sum()
-    ls = frank_wolfe.least_squares(a, b)
+    ls = frank_wolfe.least_squares(a, b, gram_cache=gram_cache)
     kw = dict(
         variant=variant, step=step, lipschitz=np.linalg.norm(a, 2) ** 2, tol=0.0, max_steps=40
     )
-    fast = frank_wolfe.solve(ls, jnp.zeros(a.shape[1]), lmo.l1_ball(radius), **kw)
-    slow = frank_wolfe.solve(lambda x: ls(x), jnp.zeros(a.shape[1]), lmo.l1_ball(radius), **kw)
+    # A 3-row Gram cache over 40 steps exercises hits, misses and evictions; k-sparse
+    # vertices have 3 non-zeros.
+    oracle = lmo.l1_ball(radius) if variant != "vanilla" else lmo.k_sparse(3, radius / 3)
+    fast = frank_wolfe.solve(ls, jnp.zeros(a.shape[1]), oracle, **kw)
+    slow = frank_wolfe.solve(lambda x: ls(x), jnp.zeros(a.shape[1]), oracle, **kw)
     np.testing.assert_allclose(fast.x, slow.x, rtol=1e-9, atol=1e-10)
     np.testing.assert_allclose(fast.value, slow.value, rtol=1e-10)
     np.testing.assert_allclose(fast.gap, slow.gap, rtol=1e-8, atol=1e-10)
@@ -425,6 +429,8 @@ def test_bad_arguments_raise_named_value_errors():
         frank_wolfe.solve(ls, jnp.zeros(3), simplex, args=1.0)
     with pytest.raises(ValueError, match="target"):
         frank_wolfe.least_squares(np.ones((2, 3)), np.ones(3))
+    with pytest.raises(ValueError, match="gram_cache"):
+        frank_wolfe.least_squares(np.ones((2, 3)), np.ones(2), gram_cache=-1)
 
 
 def test_implicit_without_projection_raises_when_differentiated():
