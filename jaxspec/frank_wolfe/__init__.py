@@ -9,16 +9,38 @@ References:
 """
 
 from jaxspec.frank_wolfe import lmo
+from jaxspec.frank_wolfe._dictionary import (
+    dictionary_recovery_error,
+    lp_gradient,
+    lp_objective,
+    msp,
+    online_orthogonal_dictionary,
+)
 from jaxspec.frank_wolfe._objective import LinearComposite, least_squares
 from jaxspec.frank_wolfe._solution import Solution
 from jaxspec.frank_wolfe._solve import solve
+from jaxspec.frank_wolfe._stochastic import (
+    StochasticFrankWolfeState,
+    stochastic_frank_wolfe,
+    stochastic_schedule,
+    stochastic_solve,
+)
 
 # -- exports of the solver files (added as they land) --
 
 __all__ = [
     "LinearComposite",
     "Solution",
+    "dictionary_recovery_error",
+    "lp_gradient",
+    "lp_objective",
+    "msp",
+    "online_orthogonal_dictionary",
+    "StochasticFrankWolfeState",
     "least_squares",
     "lmo",
     "solve",
+    "stochastic_frank_wolfe",
+    "stochastic_schedule",
+    "stochastic_solve",
 ]
