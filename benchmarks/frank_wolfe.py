@@ -260,9 +260,9 @@ def copt_completion(problem: Completion, radius: float, steps: int) -> np.ndarra
 # ----------------------------------------------------------------------------- jaxspec side
 
 
-def jaxspec_least_squares(A, b, radius, lipschitz, *, steps: int):
+def jaxspec_least_squares(A, b, radius, lipschitz, *, steps: int, gram_cache: int = 0):
     return frank_wolfe.solve(
-        frank_wolfe.least_squares(A, b),
+        frank_wolfe.least_squares(A, b, gram_cache=gram_cache),
         jnp.zeros(A.shape[1], A.dtype),
         lmo.l1_ball(radius),
         step="short",
@@ -556,6 +556,11 @@ def section_least_squares(cfg: Config, problem: LeastSquares) -> Outcome:
         "jaxspec": (
             "jaxspec solve(least_squares, l1_ball), jit",
             Case(partial(jaxspec_least_squares, steps=cfg.steps), args),
+        ),
+        "jaxspec_gram": (
+            "jaxspec solve(least_squares(gram_cache=64), l1_ball), jit: Gram-row cache, "
+            "no matvec on a cache hit",
+            Case(partial(jaxspec_least_squares, steps=cfg.steps, gram_cache=64), args),
         ),
         "floor": (
             "hand-written lax loop (floor, not a peer)",
