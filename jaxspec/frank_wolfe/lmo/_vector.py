@@ -7,6 +7,7 @@ Boxes act leaf by leaf (their bounds may differ per leaf).
 
 from __future__ import annotations
 
+import abc
 from typing import Any
 
 import equinox as eqx
@@ -41,7 +42,28 @@ def _vector_grad(grad: Any) -> jax.Array:
     return grad
 
 
-class L1Ball(LinearMinimizationOracle):
+class _SparseVertexSet(LinearMinimizationOracle):
+    """Sets whose vertices have few non-zeros: one ``_sparse`` rule gives both oracle forms."""
+
+    @abc.abstractmethod
+    def _sparse(self, flat: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """``(indices, values)`` of the vertex minimizing ``<flat, s>``."""
+
+    def minimize(self, grad: PyTree, state: PyTree) -> tuple[PyTree, PyTree]:
+        flat, unravel = ravel(grad, "grad")
+        idx, val = self._sparse(flat)
+        return unravel(jnp.zeros_like(flat).at[idx].add(val)), state
+
+    def sparse_minimize(self, grad, state):
+        idx, val = self._sparse(_vector_grad(grad))
+        return idx, val, state
+
+    @property
+    def has_projection(self) -> bool:
+        return True
+
+
+class L1Ball(_SparseVertexSet):
     r"""The l1 ball ``{x : ||x||_1 <= radius}`` over the whole pytree; see :func:`l1_ball`."""
 
     radius: jax.Array
@@ -53,22 +75,9 @@ class L1Ball(LinearMinimizationOracle):
         i = jnp.argmax(jnp.abs(flat)).astype(jnp.int32)
         return i[None], (-self.radius.astype(flat.dtype) * jnp.sign(flat[i]))[None]
 
-    def minimize(self, grad: PyTree, state: PyTree) -> tuple[PyTree, PyTree]:
-        flat, unravel = ravel(grad, "grad")
-        idx, val = self._sparse(flat)
-        return unravel(jnp.zeros_like(flat).at[idx].set(val)), state
-
-    def sparse_minimize(self, grad, state):
-        idx, val = self._sparse(_vector_grad(grad))
-        return idx, val, state
-
     @property
     def vertex_nnz(self) -> int:
         return 1
-
-    @property
-    def has_projection(self) -> bool:
-        return True
 
     def project(self, y: PyTree) -> PyTree:
         flat, unravel = ravel(y, "y")
@@ -112,7 +121,7 @@ def l1_ball(radius: jax.typing.ArrayLike = 1.0) -> L1Ball:
     return L1Ball(radius)
 
 
-class Simplex(LinearMinimizationOracle):
+class Simplex(_SparseVertexSet):
     r"""The scaled simplex ``{x >= 0, sum x = radius}`` (or ``<=``); see :func:`simplex`."""
 
     radius: jax.Array
@@ -130,22 +139,9 @@ class Simplex(LinearMinimizationOracle):
         value = r if self.equality else jnp.where(flat[i] < 0, r, jnp.zeros_like(r))
         return i[None], value[None]
 
-    def minimize(self, grad: PyTree, state: PyTree) -> tuple[PyTree, PyTree]:
-        flat, unravel = ravel(grad, "grad")
-        idx, val = self._sparse(flat)
-        return unravel(jnp.zeros_like(flat).at[idx].set(val)), state
-
-    def sparse_minimize(self, grad, state):
-        idx, val = self._sparse(_vector_grad(grad))
-        return idx, val, state
-
     @property
     def vertex_nnz(self) -> int:
         return 1
-
-    @property
-    def has_projection(self) -> bool:
-        return True
 
     def project(self, y: PyTree) -> PyTree:
         flat, unravel = ravel(y, "y")
@@ -417,7 +413,7 @@ def l2_ball(radius: jax.typing.ArrayLike = 1.0) -> L2Ball:
     return L2Ball(radius)
 
 
-class KSparse(LinearMinimizationOracle):
+class KSparse(_SparseVertexSet):
     r"""The K-sparse polytope ``{||x||_inf <= radius, ||x||_1 <= k radius}``; see
     :func:`k_sparse`."""
 
@@ -437,22 +433,9 @@ class KSparse(LinearMinimizationOracle):
             val = jnp.concatenate([val, jnp.zeros((self.k - k,), val.dtype)])
         return idx.astype(jnp.int32), val
 
-    def minimize(self, grad: PyTree, state: PyTree) -> tuple[PyTree, PyTree]:
-        flat, unravel = ravel(grad, "grad")
-        idx, val = self._sparse(flat)
-        return unravel(jnp.zeros_like(flat).at[idx].add(val)), state
-
-    def sparse_minimize(self, grad, state):
-        idx, val = self._sparse(_vector_grad(grad))
-        return idx, val, state
-
     @property
     def vertex_nnz(self) -> int:
         return self.k
-
-    @property
-    def has_projection(self) -> bool:
-        return True
 
     def project(self, y: PyTree) -> PyTree:
         flat, unravel = ravel(y, "y")
