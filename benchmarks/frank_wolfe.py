@@ -646,7 +646,8 @@ def section_completion(cfg: Config, problem: Completion) -> Outcome:
     jax_cases = {
         f"jaxspec_{method}" + (f"_{iters}" if iters else ""): (
             f"jaxspec solve(nuclear_ball {method}"
-            + (f", max_iters={iters}" if iters else " default")
+            + (f", max_iters={iters}" if iters else "")
+            + (" (the default oracle)" if method == "lanczos" and not iters else "")
             + "), jit",
             Case(
                 partial(jaxspec_completion, steps=cfg.mc_steps, method=method, max_iters=iters),
