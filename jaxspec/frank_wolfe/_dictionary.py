@@ -15,8 +15,8 @@ from typing import Literal
 import jax
 import jax.numpy as jnp
 
-from jaxspec._checks import as_float_array, check_choice, check_int, check_positive
 from jaxspec import spectral
+from jaxspec._checks import as_float_array, check_choice, check_int, check_positive
 from jaxspec._status import classify
 from jaxspec.frank_wolfe._solution import Solution
 from jaxspec.frank_wolfe._stochastic import Schedule, stochastic_solve
