@@ -86,16 +86,25 @@ class Config:
 def _orthogonal(g: jax.Array) -> jax.Array:
     """Q factor with a sign-fixed diagonal (matmul-free QR is not needed at n <= 64)."""
     q, r = jnp.linalg.qr(g)
-    return q * jnp.sign(jnp.diagonal(r))
+    return q * jnp.sign(jnp.diagonal(r, axis1=-2, axis2=-1))[..., None, :]
 
 
 def make_problem(cfg: DataConfig, key: jax.Array, dtype) -> tuple[jax.Array, ...]:
     """``(Y, D0, A0)``: ``Y = D0 X`` with Bernoulli(theta)-Gaussian ``X``."""
     k1, k2, k3, k4 = jax.random.split(key, 4)
-    d0 = _orthogonal(jax.random.normal(k1, (cfg.n, cfg.n), dtype))
+    # One QR call for both matrices: two independent batched (vmapped) LAPACK kernels in one
+    # program can deadlock jaxlib 0.10.2's CPU thread pool on 2 cores (seen here: two
+    # concurrent geqrf ParallelBatchMaps, each waiting for the other's thread).
+    d0, a0 = _orthogonal(
+        jnp.stack(
+            [
+                jax.random.normal(k1, (cfg.n, cfg.n), dtype),
+                jax.random.uniform(k4, (cfg.n, cfg.n), dtype),
+            ]
+        )
+    )
     codes = jax.random.normal(k2, (cfg.n, cfg.samples), dtype)
     codes = codes * jax.random.bernoulli(k3, cfg.theta, (cfg.n, cfg.samples)).astype(dtype)
-    a0 = _orthogonal(jax.random.uniform(k4, (cfg.n, cfg.n), dtype))
     return d0 @ codes, d0, a0
 
 
