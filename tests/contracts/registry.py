@@ -330,3 +330,71 @@ def _solver_contracts() -> list[Contract]:
 
 
 REGISTRY += _solver_contracts()
+
+
+def _stochastic_contracts() -> list[Contract]:
+    """Stochastic FW (transform and streaming solver) and the dictionary-learning solvers."""
+    from jaxspec import frank_wolfe
+    from jaxspec.frank_wolfe import lmo
+
+    def stream(rng, dtype):
+        return (jnp.asarray(0.2 + 0.1 * rng.standard_normal((60, 4)), dtype),)
+
+    def dictionary(rng, dtype):
+        d0 = np.linalg.qr(rng.standard_normal((4, 4)))[0]
+        codes = rng.standard_normal((4, 200)) * (rng.random((4, 200)) < 0.4)
+        return (jnp.asarray(d0 @ codes, dtype),)
+
+    a0 = np.linalg.qr(np.random.default_rng(0).random((4, 4)))[0]
+
+    def transform(g, p):
+        opt = frank_wolfe.stochastic_frank_wolfe(lmo.l1_ball(1.0), "online_odl")
+        updates, state = opt.update(g, opt.init(p), p)
+        return updates, state.averaged_grad
+
+    def solve(ys):
+        sol = frank_wolfe.stochastic_solve(
+            lambda x, y: 0.5 * jnp.sum((x - y) ** 2),
+            jnp.eye(4, dtype=ys.dtype)[0],
+            lmo.simplex(1.0),
+            ys,
+        )
+        return sol.x, sol.value
+
+    rtol = {"float32": 1e-4, "float64": 1e-9}
+    return [
+        Contract(
+            "frank_wolfe.stochastic_frank_wolfe",
+            transform,
+            lambda rng, dtype: (
+                jnp.asarray(rng.standard_normal(5), dtype),
+                jnp.asarray(np.eye(5)[0] * 0.5, dtype),
+            ),
+            batch=False,
+            grad=False,  # piecewise-constant oracle: zero gradient almost everywhere
+        ),
+        Contract("frank_wolfe.stochastic_solve", solve, stream, batch=False, grad=False, rtol=rtol),
+        Contract(
+            "frank_wolfe.online_orthogonal_dictionary",
+            lambda y: (
+                frank_wolfe.online_orthogonal_dictionary(
+                    y, jnp.asarray(a0, y.dtype), batch_size=10
+                ).x
+            ),
+            dictionary,
+            batch=False,
+            grad=False,
+            rtol=rtol,
+        ),
+        Contract(
+            "frank_wolfe.msp",
+            lambda y: frank_wolfe.msp(y, jnp.asarray(a0, y.dtype), max_steps=20, tol=1e-30).x,
+            dictionary,
+            batch=False,
+            grad=False,
+            rtol={"float32": 1e-3, "float64": 1e-8},
+        ),
+    ]
+
+
+REGISTRY += _stochastic_contracts()
