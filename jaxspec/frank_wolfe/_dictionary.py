@@ -115,7 +115,9 @@ def online_orthogonal_dictionary(
         polar_method: ``"svd"`` (exact ``U V^T``, as the paper) or ``"polar"``
             (:func:`jaxspec.spectral.polar`: Newton–Schulz to a tolerance, matmuls only; much
             faster for batched trials on CPU, where batched SVDs are slow) for the oracle and
-            the re-projection.
+            the re-projection. On rank-deficient averaged gradients (the first steps with
+            ``batch_size < n``) Newton–Schulz keeps zero singular values at zero while the SVD
+            completes ``U V^T`` arbitrarily; both are valid oracle answers.
         d0: optional true dictionary ``(n, n)``: records
             :func:`dictionary_recovery_error` in ``stats["trace"]``.
         record_every: recording period in steps (default: about 100 points per run).
