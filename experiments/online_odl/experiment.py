@@ -312,7 +312,7 @@ def report(records: list[Record], ctx: ReportContext) -> str:
         if finals["l3_mhk"] < finals["l3_online_odl"]:
             line += (
                 " — the convex schedule ends lower here; the paper plots only the first 3000 "
-                "iterations, where NoncvxSFW leads."
+                "iterations, where NoncvxSFW leads"
             )
         obs.append(line + ".")
     lines += ["Observations (computed from this run):", "", *obs, ""]
