@@ -1,0 +1,48 @@
+"""Optimization on the orthogonal group and the Stiefel manifold: geometry (points, tangent
+projections, Riemannian gradients, retractions, transports, charts), Riemannian optax
+optimizers, full-batch solvers, Procrustes and orthogonal model merging.
+
+Everything is jit-compiled and vmappable, with leading batch axes on points.
+
+References:
+    Absil, Mahony, Sepulchre, "Optimization Algorithms on Matrix Manifolds", 2008.
+    Edelman, Arias, Smith, "The Geometry of Algorithms with Orthogonality Constraints", 1998.
+    Yang, Shi, Liu, "Orthogonal Model Merging", arXiv:2602.05943, 2026.
+"""
+
+from jaxspec.manifolds._base import METRICS, RETRACTIONS, AbstractOrthonormalFrames
+from jaxspec.manifolds._charts import cayley, householder_product, inverse_cayley, log_orthogonal
+from jaxspec.manifolds._linalg import orthogonality_error, skew, sym
+from jaxspec.manifolds._orthogonal import Orthogonal
+from jaxspec.manifolds._procrustes import procrustes
+from jaxspec.manifolds._retractions import (
+    cayley_retraction,
+    exp_retraction,
+    iterative_cayley_retraction,
+    polar_retraction,
+    qr_retraction,
+)
+from jaxspec.manifolds._stiefel import Stiefel
+
+__all__ = [
+    "METRICS",
+    "RETRACTIONS",
+    "AbstractOrthonormalFrames",
+    "Orthogonal",
+    "Stiefel",
+    "cayley",
+    "cayley_retraction",
+    "exp_retraction",
+    "householder_product",
+    "inverse_cayley",
+    "iterative_cayley_retraction",
+    "log_orthogonal",
+    "orthogonality_error",
+    "polar_retraction",
+    "procrustes",
+    "qr_retraction",
+    "skew",
+    "sym",
+]
+
+# -- exports of the optimizer / solver / merging files (added as they land) --
