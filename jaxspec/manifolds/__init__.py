@@ -46,3 +46,24 @@ __all__ = [
 ]
 
 # -- exports of the optimizer / solver / merging files (added as they land) --
+from jaxspec.manifolds._optimizers import (  # noqa: E402
+    LandingState,
+    RiemannianAdamState,
+    RiemannianSGDState,
+    landing,
+    landing_field,
+    landing_safe_step,
+    riemannian_adam,
+    riemannian_sgd,
+)
+
+__all__ += [
+    "LandingState",
+    "RiemannianAdamState",
+    "RiemannianSGDState",
+    "landing",
+    "landing_field",
+    "landing_safe_step",
+    "riemannian_adam",
+    "riemannian_sgd",
+]
