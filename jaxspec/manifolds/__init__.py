@@ -67,3 +67,18 @@ __all__ += [
     "riemannian_adam",
     "riemannian_sgd",
 ]
+from jaxspec.manifolds._orthomerge import (  # noqa: E402
+    OrthoMergeSolution,
+    merge_generators,
+    orthomerge,
+    orthomerge_weights,
+    task_arithmetic,
+)
+
+__all__ += [
+    "OrthoMergeSolution",
+    "merge_generators",
+    "orthomerge",
+    "orthomerge_weights",
+    "task_arithmetic",
+]
