@@ -12,7 +12,7 @@ References:
 
 from jaxspec.manifolds._base import METRICS, RETRACTIONS, AbstractOrthonormalFrames
 from jaxspec.manifolds._charts import cayley, householder_product, inverse_cayley, log_orthogonal
-from jaxspec.manifolds._linalg import orthogonality_error, skew, sym
+from jaxspec.manifolds._linalg import orthogonality_error, polar_factor, skew, sym
 from jaxspec.manifolds._orthogonal import Orthogonal
 from jaxspec.manifolds._procrustes import procrustes
 from jaxspec.manifolds._retractions import (
@@ -38,6 +38,7 @@ __all__ = [
     "iterative_cayley_retraction",
     "log_orthogonal",
     "orthogonality_error",
+    "polar_factor",
     "polar_retraction",
     "procrustes",
     "qr_retraction",
@@ -46,6 +47,10 @@ __all__ = [
 ]
 
 # -- exports of the optimizer / solver / merging files (added as they land) --
+from jaxspec.manifolds._minimize import BETA_RULES, METHODS, minimize  # noqa: E402
+from jaxspec.manifolds._solution import ManifoldSolution  # noqa: E402
+
+__all__ += ["BETA_RULES", "METHODS", "ManifoldSolution", "minimize"]
 from jaxspec.manifolds._optimizers import (  # noqa: E402
     LandingState,
     RiemannianAdamState,

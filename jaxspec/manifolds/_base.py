@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxspec._checks import check_matrix
-from jaxspec.manifolds._linalg import mT, qr_sign_fixed, sym
+from jaxspec.manifolds._linalg import mT, polar_factor, qr_sign_fixed, sym
 from jaxspec.manifolds._retractions import (
     cayley_retraction,
     exp_retraction,
@@ -156,7 +156,7 @@ class AbstractOrthonormalFrames(eqx.Module):
         return self.project(y, v)
 
     def project_point(self, x: jax.typing.ArrayLike) -> jax.Array:
-        """Nearest point on the manifold in Frobenius norm: the polar factor (thin SVD)."""
+        """Nearest point on the manifold in Frobenius norm: the polar factor (thin SVD;
+        differentiable for full-rank ``x``, see :func:`polar_factor`)."""
         x = self.check_point(x)
-        left, _, right = jnp.linalg.svd(x, full_matrices=False)
-        return left @ right
+        return polar_factor(x)

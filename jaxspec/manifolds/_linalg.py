@@ -2,10 +2,52 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
 from jaxspec._checks import check_matrix
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
+def polar_factor(y: jax.Array, special: bool = False) -> jax.Array:
+    r"""Orthogonal polar factor ``U V^T`` of ``y (..., n, p)``, ``n >= p``, from the thin SVD.
+
+    With ``special=True`` (square ``y``) the last singular direction is flipped where
+    ``det(U V^T) = -1``: the nearest rotation. The derivative is defined by its own JVP, not by
+    differentiating the SVD (whose rule divides by ``s_i - s_j`` and is NaN at repeated singular
+    values, e.g. at every point of the manifold): writing ``y = Q H``, the skew part of
+    ``Q^T dQ`` solves ``Omega H + H Omega = Q^T dy - dy^T Q``, i.e. in the right singular basis
+    ``Omega_ij = (M - M^T)_ij / (s_i + s_j)`` with ``M = U^T dy V``, and for tall ``y`` the
+    normal part is ``(I - U U^T) dy H^{-1}``. The denominators only vanish for rank-deficient
+    ``y`` (or, with ``special``, when the flipped singular value ties another one).
+    """
+    u, s, vt = _signed_svd(y, special)
+    return u @ vt
+
+
+def _signed_svd(y, special):
+    u, s, vt = jnp.linalg.svd(y, full_matrices=False)
+    if special:
+        det = jnp.linalg.det(u) * jnp.linalg.det(vt)
+        flip = jnp.where(det < 0, -1.0, 1.0).astype(y.dtype)[..., None]
+        u = u.at[..., :, -1].multiply(flip)
+        s = s.at[..., -1].multiply(flip[..., 0])
+    return u, s, vt
+
+
+@polar_factor.defjvp
+def _polar_factor_jvp(special, primals, tangents):
+    (y,), (dy,) = primals, tangents
+    u, s, vt = _signed_svd(y, special)
+    v = mT(vt)
+    m = mT(u) @ dy @ v
+    omega = (m - mT(m)) / (s[..., :, None] + s[..., None, :])
+    dq = u @ omega @ vt
+    if y.shape[-2] > y.shape[-1]:
+        dq = dq + ((dy - u @ (mT(u) @ dy)) @ (v / s[..., None, :])) @ vt
+    return u @ vt, dq
 
 
 def mT(x: jax.Array) -> jax.Array:

@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxspec._checks import check_matrix
+from jaxspec.manifolds._linalg import polar_factor
 
 
 def procrustes(
@@ -16,8 +17,10 @@ def procrustes(
     Closed form (Schönemann 1966): ``R = U V^T`` with ``U S V^T = svd(a^T b)``. With
     ``special=True`` the last singular direction is flipped when ``det(U V^T) = -1``
     (Kabsch 1976), giving the best rotation. The same convention as
-    :func:`scipy.linalg.orthogonal_procrustes`. Gradients go through the SVD: they are NaN
-    when ``a^T b`` has repeated (or, with ``special``, a zero) singular values.
+    :func:`scipy.linalg.orthogonal_procrustes`. Differentiable through the polar-factor JVP of
+    :func:`jaxspec.manifolds.polar_factor` wherever ``a^T b`` has full rank (repeated
+    singular values are fine; with ``special`` and a flip, the flipped singular value must not
+    tie another one, where the minimizer itself is not unique).
 
     Args:
         a: float array ``(..., m, p)``.
@@ -50,8 +53,4 @@ def procrustes(
         raise ValueError(f"`special` must be a bool, got {special!r}.")
     dtype = jnp.result_type(a, b)
     m = jnp.swapaxes(a.astype(dtype), -1, -2) @ b.astype(dtype)
-    left, _, right = jnp.linalg.svd(m)
-    if special:
-        det = jnp.linalg.det(left) * jnp.linalg.det(right)
-        left = left.at[..., :, -1].multiply(jnp.where(det < 0, -1.0, 1.0).astype(dtype)[..., None])
-    return left @ right
+    return polar_factor(m, special)

@@ -2,9 +2,10 @@
 
 Every retraction takes a point ``x (..., n, p)`` and a tangent vector ``u`` of the same shape
 (the step, already scaled) and returns ``R_x(u)`` on the manifold. All are differentiable with
-``jax.grad`` except where noted: ``qr`` (JAX differentiates QR of tall and square matrices),
-``polar`` with ``method="svd"`` (NaN gradients at repeated singular values, jax#2311; fine for
-the forward step an optimizer takes), the rest are matmul/solve/expm based.
+``jax.grad``: ``qr`` through JAX's QR rule (tall and square matrices), ``polar`` with
+``method="svd"`` through its own polar-factor JVP (JAX's SVD rule is NaN at repeated singular
+values, jax#2311, which is every point of the manifold; ours is not), the rest are
+matmul/solve/expm based.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import jax.scipy.linalg as jsl
 
 from jaxspec import spectral
 from jaxspec._checks import check_choice, check_int, check_matrix
-from jaxspec.manifolds._linalg import eye_like, mT, qr_sign_fixed, skew
+from jaxspec.manifolds._linalg import eye_like, mT, polar_factor, qr_sign_fixed, skew
 
 
 def check_point_and_tangent(x, u) -> tuple[jax.Array, jax.Array]:
@@ -74,8 +75,9 @@ def polar_retraction(
     ``steps`` matmul steps: for a tangent ``u``, ``(x + u)^T (x + u) = I + u^T u`` so every
     singular value lies in ``[1, sqrt(1 + ||u||_2^2)]`` and after the scaling in
     ``[p^{-1/4} / sqrt(1 + ||u||^2), 1]``; 10 steps reach the float32 floor (about 1e-6) for
-    ``p <= 1000`` and ``||u||_2 <= 10``. The Newton–Schulz path is differentiable (matmuls);
-    the SVD path gives NaN gradients at repeated singular values.
+    ``p <= 1000`` and ``||u||_2 <= 10``. Both paths are differentiable: Newton–Schulz by its
+    matmuls, the SVD path by the polar-factor JVP of :func:`jaxspec.manifolds.polar_factor`
+    (defined at repeated singular values).
 
     Args:
         x: point ``(..., n, p)``.
@@ -103,8 +105,7 @@ def polar_retraction(
     steps = check_int(steps, "steps")
     y = x + u
     if method == "svd":
-        left, _, right = jnp.linalg.svd(y, full_matrices=False)
-        return left @ right
+        return polar_factor(y)
     return spectral.orthogonalize(y, "polar_express", steps, normalization="schatten4")
 
 
