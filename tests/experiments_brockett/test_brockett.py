@@ -1,0 +1,61 @@
+"""The brockett experiment at tiny sizes: closed-form optimum and every method."""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import itertools
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+FOLDER = Path(__file__).resolve().parents[2] / "experiments" / "brockett"
+
+
+def _load():
+    name = "jaxspec_experiment_brockett"  # the runner's module name
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, FOLDER / "experiment.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+exp = _load()
+
+
+def test_closed_form_optimum_and_nearest_saddle_by_enumeration():
+    """f* and the nearest saddle against all assignments of eigenvectors to the columns."""
+    a, mu, x0, f_star = exp.make_problem(exp.DataConfig(n=6, p=3), jax.random.key(0), np.float64)
+    lam, vecs = np.linalg.eigh(np.asarray(a))
+    values = sorted(
+        float(exp.brockett(vecs[:, list(cols)], a, mu))
+        for cols in itertools.permutations(range(6), 3)
+    )
+    assert float(f_star) == pytest.approx(values[0], rel=1e-12)
+    assert float(exp.nearest_saddle_gap(a, mu)) == pytest.approx(values[1] - values[0], rel=1e-9)
+    np.testing.assert_allclose(np.asarray(x0).T @ np.asarray(x0), np.eye(3), atol=1e-12)
+
+
+@pytest.mark.parametrize("method", exp.METHODS)
+def test_every_method_approaches_the_optimum(method):
+    lr = {"rsgd_momentum": 0.01, "radam": 0.01, "landing": 0.04}.get(method, 0.02)
+    cfg = exp.Config(
+        data=exp.DataConfig(n=12, p=3),
+        method=exp.MethodConfig(name=method, learning_rate=lr),
+        run=exp.RunConfig(steps=800, record_every=20, dtype="float32", tol=1e-4),
+    )
+    out = jax.jit(functools.partial(exp.run, cfg))(jax.random.key(2))
+    final = float(out["final_gap"])
+    assert -1e-4 < final < (0.05 if method == "radam" else 1e-2)
+    assert float(out["final_orthogonality"]) < (1e-2 if method == "landing" else 1e-4)
+
+
+def test_bad_method_is_rejected():
+    with pytest.raises(ValueError, match="method.name"):
+        exp.run(exp.Config(method=exp.MethodConfig(name="bfgs")), jax.random.key(0))
