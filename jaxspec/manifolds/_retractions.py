@@ -30,7 +30,8 @@ def check_point_and_tangent(x, u) -> tuple[jax.Array, jax.Array]:
     if u.shape[-2:] != x.shape[-2:]:
         raise ValueError(f"`u` must have the matrix shape of `x` {x.shape[-2:]}, got {u.shape}.")
     dtype = jnp.result_type(x, u)
-    return x.astype(dtype), u.astype(dtype)
+    x, u = jnp.broadcast_arrays(x.astype(dtype), u.astype(dtype))  # leading axes broadcast
+    return x, u
 
 
 def qr_retraction(x: jax.typing.ArrayLike, u: jax.typing.ArrayLike) -> jax.Array:

@@ -398,3 +398,70 @@ def _stochastic_contracts() -> list[Contract]:
 
 
 REGISTRY += _stochastic_contracts()
+
+
+# -- manifolds: geometry (points on St(n, p), tangent steps), charts and Procrustes.
+
+
+def _point_and_step(n=6, p=3, scale=0.4):
+    def make(rng, dtype):
+        x = np.linalg.qr(rng.standard_normal((n, p)))[0]
+        g = rng.standard_normal((n, p))
+        u = g - x @ (x.T @ g + g.T @ x) / 2
+        return jnp.asarray(x, dtype), jnp.asarray(scale * u, dtype)
+
+    return make
+
+
+def _rotation(n=5, scale=0.5):
+    def make(rng, dtype):
+        a = scale * rng.standard_normal((n, n))
+        r = np.linalg.solve(np.eye(n) - (a - a.T) / 2, np.eye(n) + (a - a.T) / 2)
+        return (jnp.asarray(r, dtype),)
+
+    return make
+
+
+def _manifold_contracts() -> list[Contract]:
+    from jaxspec import manifolds
+
+    geometry = {
+        "qr_retraction": manifolds.qr_retraction,
+        "polar_retraction[svd]": manifolds.polar_retraction,
+        "polar_retraction[newton_schulz]": lambda x, u: manifolds.polar_retraction(
+            x, u, method="newton_schulz"
+        ),
+        "cayley_retraction[solve]": lambda x, u: manifolds.cayley_retraction(x, u, method="solve"),
+        "cayley_retraction[woodbury]": lambda x, u: manifolds.cayley_retraction(
+            x, u, method="woodbury"
+        ),
+        "exp_retraction": manifolds.exp_retraction,
+        "iterative_cayley_retraction": manifolds.iterative_cayley_retraction,
+        "Stiefel.egrad_to_rgrad[canonical]": manifolds.Stiefel(
+            6, 3, metric="canonical"
+        ).egrad_to_rgrad,
+        "Stiefel.project": manifolds.Stiefel(6, 3).project,
+    }
+    out = [
+        Contract(f"manifolds.{name}", fn, _point_and_step(), vmap_argnums=(0, 1))
+        for name, fn in geometry.items()
+    ]
+    out += [
+        Contract("manifolds.exp_retraction[square]", manifolds.exp_retraction,
+                 _point_and_step(4, 4), vmap_argnums=(0, 1)),
+        Contract("manifolds.orthogonality_error", manifolds.orthogonality_error, _matrix((7, 3))),
+        Contract("manifolds.polar_factor", manifolds.polar_factor, _matrix((7, 3))),
+        Contract("manifolds.polar_factor[special]", lambda m: manifolds.polar_factor(m, True),
+                 _matrix((4, 4))),
+        Contract("manifolds.procrustes", manifolds.procrustes, _grad_and_params((8, 3)),
+                 vmap_argnums=(0, 1)),
+        Contract("manifolds.cayley", manifolds.cayley, _matrix((5, 5))),
+        Contract("manifolds.inverse_cayley", lambda r: manifolds.inverse_cayley(r)[0], _rotation()),
+        Contract("manifolds.log_orthogonal", manifolds.log_orthogonal, _rotation(), grad=False),
+        Contract("manifolds.householder_product", lambda v: manifolds.householder_product(v, 3),
+                 _matrix((6, 4))),
+    ]  # fmt: skip
+    return out
+
+
+REGISTRY += _manifold_contracts()
