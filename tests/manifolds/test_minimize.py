@@ -65,14 +65,15 @@ def procrustes_problem(seed, n=6, m=12):
 
 
 @functools.partial(
-    jax.jit,
-    static_argnums=(0, 2),
-    static_argnames=("method", "beta", "max_steps", "has_aux", "throw"),
+    jax.jit, static_argnums=(0, 2), static_argnames=("method", "beta", "max_steps", "has_aux")
 )
-def run(f, x0, manifold, args=None, **kw):
+def run(f, x0, manifold, args=None, *, tol=1e-6, rtol=0.0, contraction=0.5, **static):
     """``minimize`` under one cached ``jit`` per (f, manifold, static options); the float
-    hyperparameters are traced, so tests that differ only in them share a compilation."""
-    return manifolds.minimize(f, x0, manifold, args=args, **kw)
+    hyperparameters are always passed (traced), so tests that differ only in them share a
+    compilation."""
+    return manifolds.minimize(
+        f, x0, manifold, args=args, tol=tol, rtol=rtol, contraction=contraction, **static
+    )
 
 
 # --------------------------------------------------------------------------- closed forms
@@ -113,7 +114,7 @@ def test_brockett_closed_form(method, dtype):
         assert float(manifolds.orthogonality_error(sol.x)) < 2e-6
 
 
-@pytest.mark.parametrize("beta", manifolds.BETA_RULES)
+@pytest.mark.parametrize("beta", manifolds.BETA_RULES[1:])  # the default: closed-form tests
 def test_beta_rules_reach_the_brockett_optimum(beta):
     st = manifolds.Stiefel(30, 5)
     x0 = st.random(jax.random.key(2), dtype=F64)
@@ -122,9 +123,7 @@ def test_beta_rules_reach_the_brockett_optimum(beta):
     assert abs(float(sol.value) - 35.0) < 1e-8
 
 
-@pytest.mark.parametrize(
-    "retraction, metric", [("polar", "euclidean"), ("cayley", "canonical"), ("qr", "canonical")]
-)
+@pytest.mark.parametrize("retraction, metric", [("polar", "euclidean"), ("cayley", "canonical")])
 def test_other_retractions_and_metrics(retraction, metric):
     st = manifolds.Stiefel(30, 5, retraction=retraction, metric=metric)
     x0 = st.random(jax.random.key(3), dtype=F64)
@@ -133,17 +132,12 @@ def test_other_retractions_and_metrics(retraction, metric):
     assert abs(float(sol.value) - 35.0) < 1e-9
 
 
-@pytest.mark.parametrize("dtype", [F64, F32], ids=["f64", "f32"])
 @pytest.mark.parametrize("method", METHODS)
-def test_procrustes_matches_scipy(method, dtype):
+def test_procrustes_matches_scipy(method):
     data, r_star, x0 = procrustes_problem(0)
-    on = manifolds.Orthogonal(6)
-    data = tuple(jnp.asarray(d, dtype) for d in data)
-    tol = 1e-6 if dtype == F64 else 1e-3
-    sol = run(procrustes_loss, jnp.asarray(x0, dtype), on, args=data, method=method, tol=tol)
-    np.testing.assert_allclose(sol.x, r_star, atol=1e-6 if dtype == F64 else 2e-3)
-    if dtype == F64:
-        assert int(sol.status) == Status.CONVERGED
+    sol = run(procrustes_loss, x0, manifolds.Orthogonal(6), data, method=method, tol=1e-6)
+    assert int(sol.status) == Status.CONVERGED
+    np.testing.assert_allclose(sol.x, r_star, atol=1e-6)
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -260,11 +254,11 @@ def test_vmap_over_problems_equals_a_python_loop(method):
     x0 = np.stack([p[2] for p in problems])
     on = manifolds.Orthogonal(6)
 
-    def run(x, d):
-        return manifolds.minimize(procrustes_loss, x, on, args=d, method=method, tol=1e-6)
+    def one_problem(x, d):
+        return run(procrustes_loss, x, on, d, method=method, tol=1e-6)
 
-    batched = jax.jit(jax.vmap(run))(x0, (a, b))
-    single = jax.jit(run)
+    batched = jax.jit(jax.vmap(one_problem))(x0, (a, b))
+    single = one_problem
     for i, (_, r_star, _) in enumerate(problems):
         one = single(x0[i], (a[i], b[i]))
         np.testing.assert_allclose(batched.x[i], one.x, atol=1e-12)
@@ -279,17 +273,13 @@ def test_jit_equals_eager_and_hyperparameters_are_traceable():
     st = manifolds.Stiefel(30, 5)
     x0 = st.random(jax.random.key(8), dtype=F64)
     eager = manifolds.minimize(brockett, x0, st, args=data, tol=1e-4, contraction=0.6)
-
-    @jax.jit
-    def run(tol, contraction):
-        return manifolds.minimize(brockett, x0, st, args=data, tol=tol, contraction=contraction)
-
-    jitted = run(1e-4, 0.6)
+    jitted = run(brockett, x0, st, data, tol=1e-4, contraction=0.6)
     np.testing.assert_allclose(jitted.x, eager.x, atol=1e-12)
     assert int(jitted.num_steps) == int(eager.num_steps)
-    sweep = jax.vmap(run, in_axes=(0, None))(jnp.array([1e-1, 1e-3, 1e-5]), 0.5)
+    tols = jnp.array([1e-1, 1e-3, 1e-5])
+    sweep = jax.vmap(lambda t: run(brockett, x0, st, data, tol=t))(tols)
     steps = np.asarray(sweep.num_steps)
-    assert np.all(np.asarray(sweep.grad_norm) <= np.array([1e-1, 1e-3, 1e-5]))
+    assert np.all(np.asarray(sweep.grad_norm) <= np.asarray(tols))
     assert steps[0] < steps[1] < steps[2]
     assert np.all(np.asarray(sweep.status) == Status.CONVERGED)
 
@@ -321,43 +311,56 @@ def test_has_aux_args_rtol_and_max_steps():
     closure = manifolds.minimize(lambda x: brockett(x, data), x0, st, tol=1e-5)
     np.testing.assert_allclose(closure.value, sol.value, rtol=1e-12)
 
-    g0 = float(run(brockett, x0, st, args=data, max_steps=0).grad_norm)
-    rel = run(brockett, x0, st, args=data, rtol=1e-3)
-    assert int(rel.status) == Status.CONVERGED
-    assert 1e-6 < float(rel.grad_norm) <= 1e-3 * g0
-
     none = run(brockett, x0, st, args=data, max_steps=0)
     assert int(none.num_steps) == 0 and int(none.status) == Status.MAX_STEPS
     np.testing.assert_array_equal(none.x, x0)
+    rel = run(brockett, x0, st, args=data, rtol=1e-3)
+    assert int(rel.status) == Status.CONVERGED
+    assert 1e-6 < float(rel.grad_norm) <= 1e-3 * float(none.grad_norm)
 
 
 def test_float32_floor_is_reported_as_stagnated():
     data = brockett_data(dtype=F32)
     st = manifolds.Stiefel(30, 5)
-    sol = run(brockett, st.random(jax.random.key(1)), st, args=data, method="gd", tol=1e-9)
+    sol = run(
+        brockett, st.random(jax.random.key(1)), st, data, method="gd", tol=1e-9, max_steps=3000
+    )
     assert int(sol.status) == Status.STAGNATED
     assert abs(float(sol.value) - 35.0) < 1e-3
+
+
+def nan_everywhere(x):
+    return jnp.nan * jnp.sum(x)
 
 
 def test_nonfinite_objective_or_gradient_gives_nonfinite_status():
     st = manifolds.Stiefel(30, 5)
     x0 = st.random(jax.random.key(10), dtype=F64)
     data = brockett_data()
-    sol = manifolds.minimize(lambda x: jnp.nan * jnp.sum(x), x0, st)
+    sol = run(nan_everywhere, x0, st)
     assert int(sol.status) == Status.NONFINITE and int(sol.num_steps) == 0
     np.testing.assert_array_equal(sol.x, x0)
-    # finite value, NaN gradient (d sqrt(u)/du at u = 0 times 0)
+    with pytest.raises(Exception, match="did not converge"):
+        jax.block_until_ready(manifolds.minimize(nan_everywhere, x0, st, throw=True).x)
+    # finite value, NaN gradient (d sqrt(u)/du at u = 0, times 0)
     sol = manifolds.minimize(lambda x: brockett(x, data) + jnp.sqrt(0.0 * x[0, 0]), x0, st)
     assert int(sol.status) == Status.NONFINITE
-    # NaN on part of the manifold: the line search contracts past the NaN trials
-    sol = manifolds.minimize(
-        lambda x: jnp.where(x[0, 0] > 0.99, jnp.nan, brockett(x, data)), x0, st, tol=1e-5
-    )
+
+
+def test_line_search_contracts_past_nan_trials():
+    """NaN outside a ball around the optimum: a first trial of length 10 lands there, the
+    search contracts back inside and the solve converges."""
+    st = manifolds.Stiefel(30, 5)
+    data = brockett_data()
+    x_star = jnp.eye(30, 5, dtype=F64)[:, ::-1]  # mu_i = i pairs with lambda = 6 - i
+    x0 = st.retract(x_star, 0.2 * st.random_tangent(jax.random.key(11), x_star))
+
+    def f(x):
+        return jnp.where(jnp.sum((x - x_star) ** 2) > 0.5, jnp.nan, brockett(x, data))
+
+    sol = manifolds.minimize(f, x0, st, initial_step=10.0, tol=1e-5)
     assert int(sol.status) == Status.CONVERGED
-    with pytest.raises(Exception, match="did not converge"):
-        jax.block_until_ready(
-            manifolds.minimize(lambda x: jnp.inf * jnp.sum(x), x0, st, throw=True).x
-        )
+    assert abs(float(sol.value) - 35.0) < 1e-9
 
 
 @pytest.mark.parametrize(
