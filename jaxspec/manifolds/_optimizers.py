@@ -201,8 +201,13 @@ def _flatten(params: Any, *trees: Any) -> tuple[Any, list, list[list]]:
     return treedef, leaves, others
 
 
-def _count_dtype() -> Any:
-    return jnp.int32
+def _zero_count() -> jax.Array:
+    return jnp.zeros([], jnp.int32)
+
+
+def _increment(count: jax.Array) -> jax.Array:
+    """``count + 1``, saturating at the int32 maximum (as optax's step counters)."""
+    return jnp.where(count < jnp.iinfo(jnp.int32).max, count + 1, count)
 
 
 # --------------------------------------------------------------------------- Riemannian SGD
@@ -313,13 +318,13 @@ def riemannian_sgd(
         for leaf in leaves:
             _geometry(manifold, retraction, _check_leaf(leaf).shape)
         buf = jax.tree.map(jnp.zeros_like, params)
-        return RiemannianSGDState(jnp.zeros([], _count_dtype()), buf)
+        return RiemannianSGDState(_zero_count(), buf)
 
     def update_fn(updates, state, params=None):
         _require_params(params, "riemannian_sgd")
         treedef, xs, (gs, bufs) = _flatten(params, updates, state.momentum)
         eta = _learning_rate(learning_rate, state.count)
-        new_count = optax.safe_increment(state.count)
+        new_count = _increment(state.count)
         due = _stabilize_due(stabilize, new_count)
         out_updates, out_bufs = [], []
         for x, g, buf in zip(xs, gs, bufs):
@@ -456,7 +461,7 @@ def riemannian_adam(
 
         nu = jax.tree.map(second, params)
         return RiemannianAdamState(
-            jnp.zeros([], _count_dtype()),
+            _zero_count(),
             jax.tree.map(jnp.zeros_like, params),
             nu,
             jax.tree.map(jnp.zeros_like, nu),
@@ -468,7 +473,7 @@ def riemannian_adam(
             params, updates, state.mu, state.nu, state.nu_max
         )
         eta = _learning_rate(learning_rate, state.count)
-        new_count = optax.safe_increment(state.count)
+        new_count = _increment(state.count)
         due = _stabilize_due(stabilize, new_count)
         out = {"updates": [], "mu": [], "nu": [], "nu_max": []}
         for x, g, mu, nu, nu_max in zip(xs, gs, mus, nus, nu_maxs):
@@ -689,13 +694,13 @@ def landing(
     def init_fn(params):
         for leaf in jax.tree.leaves(params):
             _check_leaf(leaf)
-        return LandingState(jnp.zeros([], _count_dtype()))
+        return LandingState(_zero_count())
 
     def update_fn(updates, state, params=None):
         _require_params(params, "landing")
         treedef, xs, (gs,) = _flatten(params, updates)
         eta = _learning_rate(learning_rate, state.count)
-        new_count = optax.safe_increment(state.count)
+        new_count = _increment(state.count)
         due = _stabilize_due(stabilize, new_count)
         out_updates = []
         for x, g in zip(xs, gs):
