@@ -256,8 +256,8 @@ def riemannian_sgd(
     from scratch at every step and stay below ``4e-6``; ``"cayley"`` and ``"exp"`` multiply by
     a numerically orthogonal factor, so round-off accumulates (about ``1e-8`` per step, ``7e-5``
     after 5000 steps): use ``stabilize`` for longer runs. ``"iterative_cayley"`` is only
-    approximately feasible (error ``O(||u||^3)`` per step) and needs ``stabilize`` (``1.5e-3``
-    with ``stabilize=10`` there).
+    approximately feasible (error ``O(||u||^3)`` per step) and needs ``stabilize`` (about
+    ``1e-3`` with ``stabilize=10`` there).
 
     Args:
         learning_rate: step size ``eta > 0``: a float, a (traced) array, or an optax schedule
