@@ -465,3 +465,41 @@ def _manifold_contracts() -> list[Contract]:
 
 
 REGISTRY += _manifold_contracts()
+
+
+def _manifold_transform_update(make_tx):
+    """Registered function of a Riemannian transform: one update of a point on St(6, 3)."""
+
+    def fn(g, x):
+        tx = make_tx()
+        updates, _ = tx.update({"w": g}, tx.init({"w": x}), {"w": x})
+        return updates["w"]
+
+    return fn
+
+
+def _grad_and_point(n=6, p=3):
+    def make(rng, dtype):
+        x = np.linalg.qr(rng.standard_normal((n, p)))[0]
+        return jnp.asarray(rng.standard_normal((n, p)), dtype), jnp.asarray(x, dtype)
+
+    return make
+
+
+def _manifold_optimizer_contracts() -> list[Contract]:
+    from jaxspec import manifolds
+
+    transforms = {
+        "riemannian_sgd[qr]": lambda: manifolds.riemannian_sgd(0.1, momentum=0.5),
+        "riemannian_sgd[cayley]": lambda: manifolds.riemannian_sgd(0.1, retraction="cayley"),
+        "riemannian_adam": lambda: manifolds.riemannian_adam(0.1),
+        "landing": lambda: manifolds.landing(0.1),
+    }
+    return [
+        Contract(f"manifolds.{name}", _manifold_transform_update(make), _grad_and_point(),
+                 batch=False, vmap_argnums=(0, 1))
+        for name, make in transforms.items()
+    ]  # fmt: skip
+
+
+REGISTRY += _manifold_optimizer_contracts()
