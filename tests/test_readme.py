@@ -31,6 +31,22 @@ def test_frank_wolfe_example_runs_and_is_short():
     assert float(namespace["dr"]) < 0  # a larger ball fits better
 
 
+def test_manifolds_example_runs_and_is_short():
+    blocks = _python_blocks((ROOT / "README.md").read_text())
+    example = next(b for b in blocks if "manifolds" in b)
+    assert len(example.strip().splitlines()) <= 15
+    namespace: dict = {}
+    exec(compile(example, "README.md", "exec"), namespace)  # noqa: S102
+    import jax.numpy as jnp
+    import numpy as np
+
+    sol, a, mu = namespace["sol"], namespace["A"], namespace["mu"]
+    f_star = float(jnp.sum(mu * jnp.linalg.eigvalsh(a)[:10]))
+    assert int(sol.status) == 0 and abs(float(sol.value) - f_star) < 1e-3 * abs(f_star)
+    r = np.asarray(namespace["r"])
+    np.testing.assert_allclose(r.T @ r, np.eye(10), atol=1e-5)
+
+
 def test_ci_runs_the_readme_commands():
     readme = (ROOT / "README.md").read_text()
     ci = (ROOT / ".ci" / "run").read_text()
