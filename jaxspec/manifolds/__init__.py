@@ -4,6 +4,19 @@ optimizers, full-batch solvers, Procrustes and orthogonal model merging.
 
 Everything is jit-compiled and vmappable, with leading batch axes on points.
 
+Differentiability (``jax.grad`` through the maps, checked against finite differences):
+
+* every retraction: ``qr`` (JAX's QR rule, tall or square), ``polar`` by SVD (through
+  :func:`polar_factor`'s own JVP, which stays finite at repeated singular values, where JAX's
+  SVD rule is NaN, jax#2311), ``polar_newton_schulz``, ``cayley`` (both forms), ``exp``,
+  ``iterative_cayley``; :func:`cayley`, :func:`inverse_cayley` (the signature ``d`` is
+  piecewise constant and carries no gradient), :func:`householder_product` (not at a zero
+  reflector vector), :func:`procrustes` (wherever ``a^T b`` has full rank);
+* not differentiable: :func:`log_orthogonal` and ``Orthogonal.log`` at repeated rotation
+  angles (they use ``eigh``; fine elsewhere), ``procrustes(..., special=True)`` where the
+  flipped singular value ties another (the minimizer is not unique there), and
+  :func:`minimize` (a ``lax.while_loop``: no reverse-mode gradients).
+
 References:
     Absil, Mahony, Sepulchre, "Optimization Algorithms on Matrix Manifolds", 2008.
     Edelman, Arias, Smith, "The Geometry of Algorithms with Orthogonality Constraints", 1998.
