@@ -32,7 +32,7 @@ BETA_RULES: tuple[str, ...] = (
 # Per line-search rule: (sufficient decrease c, contraction budget); Manopt/pymanopt defaults.
 _LINESEARCH_DEFAULTS = {"backtracking": (1e-4, 25), "adaptive": (0.5, 10)}
 _DEFAULT_LINESEARCH = {"gd": "backtracking", "cg": "adaptive"}
-_HAGER_ZHANG_ETA = 0.01  # eta in the lower bound of Hager and Zhang (2005), eq. (1.5)
+_HAGER_ZHANG_ETA = 0.01  # eta in the lower bound eta_k of Hager and Zhang (2005)
 
 
 class _State(NamedTuple):
@@ -117,7 +117,7 @@ def minimize(
 
     Riemannian steepest descent (``method="gd"``) or nonlinear conjugate gradient
     (``method="cg"``) with an Armijo backtracking line search along the manifold's retraction
-    (Absil, Mahony, Sepulchre 2008, Alg. 1 and Sec. 8.3; Boumal 2023, Secs. 4.3-4.5). The
+    (Absil, Mahony, Sepulchre 2008, Sec. 4.2 and Ch. 8; Boumal 2023, Secs. 4.3 and 4.5). The
     Euclidean gradient comes from ``jax.grad`` and is turned into the Riemannian one by
     ``manifold.egrad_to_rgrad``; all inner products and norms are the manifold's metric. The
     whole solve is one ``lax.while_loop`` (each line search a nested ``while_loop``), so it
@@ -158,6 +158,9 @@ def minimize(
     when the line search fails along ``-g`` (``STAGNATED``: no decrease is representable,
     typically the floor of the dtype: float32 reaches gradient norms of about
     ``1e-6 |f|`` relative).
+
+    The solve is not reverse-differentiable (a ``while_loop``): treat the solution as data
+    (``jax.lax.stop_gradient``) or differentiate the optimality condition yourself.
 
     Points carry leading batch axes as a product manifold: ``x0`` of shape ``(..., n, p)`` is
     one point of ``M^k``; ``f`` maps it to one scalar, inner products are summed over the
@@ -215,10 +218,11 @@ def minimize(
 
     References:
         Absil, Mahony, Sepulchre, "Optimization Algorithms on Matrix Manifolds", Princeton
-        University Press, 2008 (Sec. 4.2, Armijo point; Sec. 8.3, vector transport and
+        University Press, 2008 (Sec. 4.2, Armijo point; Ch. 8, vector transport and
         conjugate gradients).
         Boumal, "An Introduction to Optimization on Smooth Manifolds", Cambridge University
-        Press, 2023 (Secs. 4.3-4.5, 10.5).
+        Press, 2023 (Secs. 4.3 and 4.5, gradient descent and backtracking; Sec. 10.5,
+        transporters).
         Hager and Zhang, "A new conjugate gradient method with guaranteed descent and an
         efficient line search", SIAM J. Optim. 16(1), 2005.
         Nocedal and Wright, "Numerical Optimization", 2nd ed., 2006 (Sec. 3.5, initial step).
