@@ -10,10 +10,11 @@ Problems:
 
 (a) Brockett ``f(X) = tr(X^T A X N)`` on St(200, 10): ``A = (B + B^T) / 2`` with ``B``
     standard Gaussian, ``N = diag(10, ..., 1)``, seed 0; ``f* = sum_i mu_i lambda_i`` (mu
-    descending, lambda ascending). ``tol = 5e-3`` is chosen so that every solver ends within
+    descending, lambda ascending). ``tol = 3e-3`` is chosen so that every solver ends within
     the relative optimality gap ``(f - f*) / |f*| <= 1e-6`` (the gap each one reached is in
-    the table, recomputed on the host in float64; about 24 000 steepest-descent steps and 600
-    CG steps). Target: >= 50x pymanopt, per method. The notes give the floor: the products
+    the table, recomputed on the host in float64; about 32 000 steepest-descent steps and 760
+    CG steps, so full mode takes about 20 minutes on two cores, most of it in pymanopt's
+    steepest descent). Target: >= 50x pymanopt, per method. The notes give the floor: the products
     ``A X`` that any implementation of the same algorithm must compute.
 (b) 64 orthogonal Procrustes problems ``min_R ||A_k R - B_k||_F^2 / 2`` over O(20)
     (``A_k, B_k`` 40x20 Gaussian, starts in the component of the optimum, which retractions
@@ -552,10 +553,17 @@ def section_procrustes(cfg: Config, problem: ProcrustesBatch, pymanopt) -> Outco
         rows.append(row)
         raw[role] = entry
         notes.append(f"(b) {role}: max |R − R*| vs scipy.linalg.orthogonal_procrustes {r_err:.1e}.")
+    same = int(np.sum(outputs["jaxspec"][1] == outputs["pymanopt"][1]))
+    vmap_ms, seq_ms = timings[names["jaxspec"]].median_ms, timings[names["jaxspec_seq"]].median_ms
     notes.append(
-        "(b) 'ms / step' divides the batch time by the total number of steps of all problems. "
-        "Under vmap the while_loop runs until the slowest problem stops (finished ones are "
-        "masked), so the batch costs max(steps) batched iterations."
+        f"(b) Steps taken agree with pymanopt's on {same}/{k} problems (conjugate gradients "
+        "with the same defaults follow the same iterates). 'ms / step' divides the batch time "
+        "by the total number of steps of all problems. Under vmap the while_loop runs until "
+        "the slowest problem stops (finished ones are masked) and every batched line search "
+        "until its slowest member accepts, so the batch pays max(steps) iterations of "
+        f"max(trials) evaluations each: here vmap takes {vmap_ms / seq_ms:.2f}× the time of "
+        f"{k} sequential jitted solves on CPU, where batching 20×20 products gains little; "
+        "the batched form is the one that maps onto an accelerator or a sharded sweep axis."
     )
     return Outcome(rows, raw, notes)
 
