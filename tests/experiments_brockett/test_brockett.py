@@ -3,30 +3,15 @@
 from __future__ import annotations
 
 import functools
-import importlib.util
 import itertools
-import sys
-from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
 
-FOLDER = Path(__file__).resolve().parents[2] / "experiments" / "brockett"
+from tests._experiments import load_experiment
 
-
-def _load():
-    name = "jaxspec_experiment_brockett"  # the runner's module name
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, FOLDER / "experiment.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-exp = _load()
+exp = load_experiment("brockett")
 
 
 def test_closed_form_optimum_and_nearest_saddle_by_enumeration():

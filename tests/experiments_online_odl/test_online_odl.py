@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import functools
-import importlib.util
-import sys
 from pathlib import Path
 
 import jax
@@ -12,22 +10,9 @@ import numpy as np
 import pytest
 
 from jaxspec.experiments import run_experiment
+from tests._experiments import EXPERIMENTS, load_experiment
 
-FOLDER = Path(__file__).resolve().parents[2] / "experiments" / "online_odl"
-
-
-def _load():
-    name = "jaxspec_experiment_online_odl"  # the runner's module name: one shared copy
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, FOLDER / "experiment.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-exp = _load()
+exp = load_experiment("online_odl")
 
 
 @pytest.mark.parametrize("method", list(exp.METHODS))
@@ -80,7 +65,7 @@ def test_end_to_end_report(tmp_path):
     ]
     result = run_experiment(
         "online_odl", overrides=overrides, results_dir=tmp_path, progress=False,
-        experiments_dir=FOLDER.parent,
+        experiments_dir=EXPERIMENTS,
     )  # fmt: skip
     report = Path(result.report_path).read_text()
     assert "l3 NoncvxSFW" in report and "Real data" in report

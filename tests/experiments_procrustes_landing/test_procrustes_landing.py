@@ -3,30 +3,15 @@
 from __future__ import annotations
 
 import functools
-import importlib.util
-import sys
-from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
 import scipy.linalg as sla
 
-FOLDER = Path(__file__).resolve().parents[2] / "experiments" / "procrustes_landing"
+from tests._experiments import load_experiment
 
-
-def _load():
-    name = "jaxspec_experiment_procrustes_landing"  # the runner's module name
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, FOLDER / "experiment.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-exp = _load()
+exp = load_experiment("procrustes_landing")
 
 
 def test_problems_and_closed_form_optimum_match_scipy():

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -15,21 +12,9 @@ import numpy as np
 import optax
 import pytest
 
-FOLDER = Path(__file__).resolve().parents[2] / "experiments" / "spectra"
+from tests._experiments import EXPERIMENTS, load_experiment
 
-
-def _load():
-    name = "jaxspec_experiment_spectra"  # the runner's module name, so both share one copy
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, FOLDER / "experiment.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-exp = _load()
+exp = load_experiment("spectra")
 model_lib = exp.model_lib
 
 TINY = exp.ModelConfig(d_model=32, n_layers=1, n_heads=4, seq_len=16, mlp_ratio=2)
@@ -184,7 +169,7 @@ def test_config_loads():
     experiments = pytest.importorskip("jaxspec.experiments")
     for quick in (False, True):
         experiment, resolved = experiments.load_config(
-            "spectra", quick=quick, experiments_dir=FOLDER.parent
+            "spectra", quick=quick, experiments_dir=EXPERIMENTS
         )
         assert experiment.name == "spectra"
         points = resolved.points()
