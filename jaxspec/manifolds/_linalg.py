@@ -30,7 +30,7 @@ def polar_factor(y: jax.Array, special: bool = False) -> jax.Array:
 def _signed_svd(y, special):
     u, s, vt = jnp.linalg.svd(y, full_matrices=False)
     if special:
-        det = jnp.linalg.det(u) * jnp.linalg.det(vt)
+        det = jnp.linalg.det(u @ vt)  # one LU: two concurrent batched LAPACK calls can deadlock
         flip = jnp.where(det < 0, -1.0, 1.0).astype(y.dtype)[..., None]
         u = u.at[..., :, -1].multiply(flip)
         s = s.at[..., -1].multiply(flip[..., 0])

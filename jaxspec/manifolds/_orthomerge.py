@@ -17,6 +17,7 @@ import jax.scipy.linalg as jsl
 import numpy as np
 
 from jaxspec._checks import as_float_array, check_choice, is_concrete
+from jaxspec._ordering import after
 from jaxspec.manifolds._charts import cayley, inverse_cayley, log_orthogonal
 from jaxspec.manifolds._procrustes import procrustes
 
@@ -213,7 +214,7 @@ def _to_algebra(r: jax.Array, chart: str, min_pivot: Any) -> tuple[jax.Array, ja
     a, d = inverse_cayley(r, guard=True, min_pivot=min_pivot)
     if chart == "exp":
         # diag(d) r = cayley(a) lies in SO(n) with no eigenvalue -1: its principal log exists.
-        a = log_orthogonal(_after(d[..., :, None] * r, a), throw=False)
+        a = log_orthogonal(after(d[..., :, None] * r, a), throw=False)
     return a, d
 
 
@@ -225,28 +226,6 @@ def _expm(a: jax.Array) -> jax.Array:
 def _from_algebra(a: jax.Array, d: jax.Array, chart: str) -> jax.Array:
     rot = cayley(a) if chart == "cayley" else _expm(a)
     return d[..., :, None] * rot
-
-
-def _after(x: jax.Array, previous: Any) -> jax.Array:
-    """``x``, made to wait until ``previous`` has been computed.
-
-    jaxlib's batched CPU LAPACK kernels (solve, SVD, eigh) split a batch over XLA's thread pool
-    and block on it; two of them running concurrently on a small pool can deadlock (seen with
-    jax 0.10.2 on 2 cores). Leaves are independent, so each leaf's linear algebra is ordered
-    after the previous leaf's result. ``lax.optimization_barrier`` does not do this on CPU (its
-    output aliases its input buffer, so the thunk scheduler sees no dependency); adding an
-    exact zero computed from ``previous`` does.
-    """
-    if previous is None:
-        return x
-    return x + _zero_from(previous).astype(x.dtype)
-
-
-def _zero_from(tree: Any) -> jax.Array:
-    """A scalar 0 that XLA cannot fold away and that is only known once ``tree`` is computed."""
-    firsts = [jax.lax.stop_gradient(leaf).ravel()[0] for leaf in jax.tree.leaves(tree)]
-    zero = jnp.minimum(jnp.abs(jnp.stack(firsts)), 0).sum()  # depends on every leaf
-    return jnp.where(zero == zero, zero, 0)  # NaN in `tree` does not leak into `x`
 
 
 def _merge_signatures(d: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -332,7 +311,7 @@ def orthomerge(
     _check_square_stack(leaves, "rotations")
     out = []
     for r in leaves:
-        r = _after(r, out[-1][0] if out else None)
+        r = after(r, out[-1][0] if out else None)
         q, d = _to_algebra(r, chart, min_pivot)
         merged_q = _merge_generator_leaf(q, theta_agg, direction_weight, scope)
         merged_d, agree = _merge_signatures(d)
@@ -508,7 +487,7 @@ def orthomerge_weights(
         if not flag:
             out.append(b + lam * jnp.sum(f - b, axis=0))
             continue
-        f = _after(f, previous)
+        f = after(f, previous)
         rotations = procrustes(jnp.broadcast_to(b, f.shape), f)  # (T, ..., c, c)
         residuals = f - b @ rotations
         merged = orthomerge(

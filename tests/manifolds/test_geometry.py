@@ -249,3 +249,14 @@ def test_bad_arguments_raise_value_errors_naming_them():
         manifolds.iterative_cayley_retraction(jnp.ones((5, 2)), jnp.ones((5, 2)), iterations=0)
     with pytest.raises(ValueError, match="`x`"):
         manifolds.orthogonality_error(jnp.ones((2, 5)))
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_exp_stays_on_the_manifold_for_long_steps(dtype):
+    st = manifolds.Stiefel(30, 5)
+    x = st.random(jax.random.key(0), (), jnp.float64)
+    u = st.random_tangent(jax.random.key(1), x)
+    tol = {jnp.float32: 2e-4, jnp.float64: 1e-11}[dtype]
+    for scale in (1.0, 100.0, 1e4):
+        y = st.exp(x.astype(dtype), (scale * u).astype(dtype))
+        assert float(manifolds.orthogonality_error(y)) < tol * max(1.0, scale / 100)

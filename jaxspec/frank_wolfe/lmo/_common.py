@@ -70,21 +70,6 @@ def ravel(tree: PyTree, name: str) -> tuple[jax.Array, Callable[[jax.Array], PyT
     return flat, unravel
 
 
-def serialized(leaves: list[jax.Array], fn: Callable[[jax.Array], Any]) -> list[Any]:
-    """``[fn(x) for x in leaves]``, each call ordered after the previous one's result.
-
-    jaxlib's batched CPU LAPACK kernels (SVD, eigh) split a batch over XLA's thread pool and
-    wait for it; two of them running concurrently on a small pool can deadlock (seen with
-    jax 0.10.2 on 2 cores). The optimization barrier makes each leaf wait for the previous one.
-    """
-    out: list[Any] = []
-    for x in leaves:
-        if out:
-            x, _ = jax.lax.optimization_barrier((x, out[-1]))
-        out.append(fn(x))
-    return out
-
-
 def simplex_threshold(u: jax.Array, r: jax.Array) -> jax.Array:
     """``tau`` with ``sum(max(u - tau, 0)) = r`` for a flat ``u`` (sort-based, exact).
 

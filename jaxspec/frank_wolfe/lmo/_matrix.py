@@ -18,6 +18,7 @@ import numpy as np
 
 from jaxspec import spectral
 from jaxspec._checks import check_choice, check_int
+from jaxspec._ordering import serialized
 from jaxspec.frank_wolfe.lmo._base import LinearMinimizationOracle
 from jaxspec.frank_wolfe.lmo._common import (
     check_radius,
@@ -25,7 +26,6 @@ from jaxspec.frank_wolfe.lmo._common import (
     optional_tol,
     project_simplex_flat,
     safe_norm,
-    serialized,
 )
 from jaxspec.spectral._newton_schulz import mT, wide
 
