@@ -503,3 +503,70 @@ def _manifold_optimizer_contracts() -> list[Contract]:
 
 
 REGISTRY += _manifold_optimizer_contracts()
+
+
+def _rotations(tasks=3, n=4, scale=0.4):
+    def make(rng, dtype):
+        a = scale * rng.standard_normal((tasks, n, n))
+        a = (a - np.swapaxes(a, 1, 2)) / 2
+        r = np.linalg.solve(np.eye(n) - a, np.eye(n) + a)
+        return (jnp.asarray(r, dtype),)
+
+    return make
+
+
+def _base_and_finetuned(tasks=3, shape=(6, 4)):
+    def make(rng, dtype):
+        base = rng.standard_normal(shape)
+        return (
+            jnp.asarray(base, dtype),
+            jnp.asarray(base + 0.3 * rng.standard_normal((tasks, *shape)), dtype),
+        )
+
+    return make
+
+
+def _brockett_data(n=6):
+    def make(rng, dtype):
+        g = rng.standard_normal((n, n))
+        return (jnp.asarray((g + g.T) / 2, dtype),)
+
+    return make
+
+
+def _manifold_solver_contracts() -> list[Contract]:
+    from jaxspec import manifolds
+
+    st = manifolds.Stiefel(6, 2)
+    mu = np.array([2.0, 1.0])
+    x0 = np.linalg.qr(np.random.default_rng(9).standard_normal((6, 2)))[0]
+
+    def minimize(method):
+        def fn(a):
+            tol = 1e-3 if a.dtype == jnp.float32 else 1e-9
+            sol = manifolds.minimize(
+                lambda x, a: jnp.sum(x * (a @ x) * jnp.asarray(mu, a.dtype)),
+                jnp.asarray(x0, a.dtype), st, args=a, method=method, tol=tol, max_steps=500,
+            )  # fmt: skip
+            return sol.value
+
+        return fn
+
+    loose = {"float32": 1e-3, "float64": 1e-8}
+    return [
+        Contract("manifolds.minimize[cg]", minimize("cg"), _brockett_data(), batch=False,
+                 grad=False, rtol=loose),  # a while_loop: not reverse-differentiable
+        Contract("manifolds.minimize[gd]", minimize("gd"), _brockett_data(), batch=False,
+                 grad=False, rtol=loose),
+        Contract("manifolds.orthomerge", lambda r: manifolds.orthomerge(r).rotation,
+                 _rotations(), batch=False),  # axis 0 is the task axis
+        Contract("manifolds.orthomerge[exp]",
+                 lambda r: manifolds.orthomerge(r, chart="exp").rotation, _rotations(),
+                 batch=False, grad=False),  # log through eigh: no gradient at repeated angles
+        Contract("manifolds.orthomerge_weights",
+                 lambda w0, w: manifolds.orthomerge_weights({"w": w0}, {"w": w})["w"],
+                 _base_and_finetuned(), batch=False, vmap_argnums=(0, 1)),
+    ]  # fmt: skip
+
+
+REGISTRY += _manifold_solver_contracts()
