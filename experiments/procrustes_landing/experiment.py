@@ -159,8 +159,11 @@ def time_per_step(config: Config, steps: int = 20) -> float:
 
 
 def _first_below(trace: np.ndarray, level: float, every: int) -> float:
-    hits = np.nonzero(trace <= level)[0]
-    return float(hits[0] * every) if hits.size else np.nan
+    """First recorded iteration from which ``|trace| <= level`` holds to the end (landing can
+    dip below f* off the manifold, so a single crossing is not enough)."""
+    bad = np.nonzero(~(np.abs(trace) <= level))[0]
+    first = 0 if bad.size == 0 else int(bad[-1]) + 1
+    return float(first * every) if first < len(trace) else np.nan
 
 
 def report(records: list[Record], ctx: ReportContext) -> str:
