@@ -84,17 +84,43 @@ def time_group(
     Rounds stop early once ``budget_s`` seconds of sampling have passed and at least
     ``min_repeats`` rounds are in (slow reference paths such as an SVD on two cores).
     """
-    timings = {name: Timing() for name in cases}
+    return time_with_host(cases, {}, repeats, budget_s=budget_s, min_repeats=min_repeats)[0]
+
+
+def time_with_host(
+    cases: dict[str, Case],
+    host: dict[str, Callable[[], Any]],
+    repeats: int,
+    *,
+    budget_s: float = float("inf"),
+    min_repeats: int = 3,
+) -> tuple[dict[str, Timing], dict[str, Any]]:
+    """Compiled JAX cases and host calls (a peer library), timed round-robin together.
+
+    JAX cases are compiled (time kept apart) and run once untimed. Host calls have nothing to
+    compile (the caller warms the peer up once per process), so they get no untimed call: each
+    one's first timed result is returned for the accuracy checks. Rounds stop after
+    ``budget_s`` seconds of sampling once ``min_repeats`` rounds are in.
+    """
+    timings = {name: Timing() for name in (*cases, *host)}
     for name, case in cases.items():
         timings[name].compile_s = compile_case(case)
         run_once(case)  # warm-up: first-call allocations and thread-pool start-up
+    for name in host:
+        timings[name].compile_s = 0.0
+    results: dict[str, Any] = {}
     start = time.perf_counter()
     for done in range(repeats):
         if done >= min_repeats and time.perf_counter() - start > budget_s:
             break
         for name, case in cases.items():
             timings[name].samples.append(run_once(case))
-    return timings
+        for name, fn in host.items():
+            t0 = time.perf_counter()
+            out = fn()
+            timings[name].samples.append(time.perf_counter() - t0)
+            results.setdefault(name, out)
+    return timings, results
 
 
 def environment() -> dict[str, Any]:

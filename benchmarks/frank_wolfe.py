@@ -69,7 +69,15 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from _timing import Case, Timing, compile_case, environment, fmt, markdown_table, run_once
+from _timing import (
+    Case,
+    compile_case,
+    environment,
+    fmt,
+    markdown_table,
+    run_once,
+    time_with_host,
+)
 
 from jaxspec import frank_wolfe
 from jaxspec.frank_wolfe import lmo
@@ -325,42 +333,6 @@ def floor_sweep(A, b, radii, lipschitz, *, steps: int):
 # ----------------------------------------------------------------------------- timing
 
 
-def time_against_host(
-    cases: dict[str, Case],
-    host: dict[str, Callable[[], Any]],
-    repeats: int,
-    *,
-    budget_s: float,
-    min_repeats: int,
-) -> tuple[dict[str, Timing], dict[str, Any]]:
-    """Compiled JAX cases and host (copt) calls, timed round-robin like ``_timing.time_group``.
-
-    Compiles and warms up every JAX case. Host calls have nothing to compile (``main`` warms
-    copt and BLAS up once per process), so they get no untimed call here: each one's first
-    timed result is returned for the checks. Rounds stop after ``budget_s`` of sampling once
-    ``min_repeats`` rounds are in.
-    """
-    timings = {name: Timing() for name in (*cases, *host)}
-    for name, case in cases.items():
-        timings[name].compile_s = compile_case(case)
-        run_once(case)
-    for name in host:
-        timings[name].compile_s = 0.0
-    results = {}
-    start = time.perf_counter()
-    for done in range(repeats):
-        if done >= min_repeats and time.perf_counter() - start > budget_s:
-            break
-        for name, case in cases.items():
-            timings[name].samples.append(run_once(case))
-        for name, fn in host.items():
-            t0 = time.perf_counter()
-            out = fn()
-            timings[name].samples.append(time.perf_counter() - t0)
-            results.setdefault(name, out)
-    return timings, results
-
-
 def loop_ms(fn: Callable[..., Any], args: tuple, steps: int, repeats: int) -> float:
     """Median ms per iteration of a compiled ``fori_loop`` body run ``steps`` times."""
     case = Case(fn, args)
@@ -487,7 +459,7 @@ def compare(
     variants = copt_variants(copt_name, copt_fn)
     calibration = calibrate(copt_variants(copt_name, copt_short)) if len(variants) > 1 else {}
     base = min(calibration, key=calibration.get) if calibration else next(iter(variants))
-    timings, results = time_against_host(
+    timings, results = time_with_host(
         dict(jax_cases.values()),
         {base: variants[base]},
         cfg.repeats,

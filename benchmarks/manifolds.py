@@ -60,7 +60,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.linalg
-from _timing import Case, Timing, compile_case, environment, fmt, markdown_table, run_once
+from _timing import (
+    Case,
+    Timing,
+    compile_case,
+    environment,
+    fmt,
+    markdown_table,
+    run_once,
+    time_with_host,
+)
 
 from jaxspec import Status, manifolds, status_message
 
@@ -230,41 +239,6 @@ def pymanopt_solve(optimizer, problem, x0: np.ndarray, method: str) -> PymanoptR
 # ----------------------------------------------------------------------------- timing
 
 
-def time_round_robin(
-    cases: dict[str, Case],
-    host: dict[str, Callable[[], Any]],
-    repeats: int,
-    *,
-    budget_s: float,
-    min_repeats: int,
-) -> tuple[dict[str, Timing], dict[str, Any]]:
-    """Compiled JAX cases and host (pymanopt) calls, timed round-robin.
-
-    JAX cases are compiled (time kept apart) and run once untimed. Host calls were warmed up
-    by the caller, so their first timed result is returned for the checks. Rounds stop after
-    ``budget_s`` seconds of sampling once ``min_repeats`` rounds are in.
-    """
-    timings = {name: Timing() for name in (*cases, *host)}
-    for name, case in cases.items():
-        timings[name].compile_s = compile_case(case)
-        run_once(case)
-    for name in host:
-        timings[name].compile_s = 0.0
-    results: dict[str, Any] = {}
-    start = time.perf_counter()
-    for done in range(repeats):
-        if done >= min_repeats and time.perf_counter() - start > budget_s:
-            break
-        for name, case in cases.items():
-            timings[name].samples.append(run_once(case))
-        for name, fn in host.items():
-            t0 = time.perf_counter()
-            out = fn()
-            timings[name].samples.append(time.perf_counter() - t0)
-            results.setdefault(name, out)
-    return timings, results
-
-
 # ----------------------------------------------------------------------------- sections
 
 COLUMNS = (
@@ -357,7 +331,7 @@ def section_brockett(cfg: Config, problem: Brockett, pymanopt) -> Outcome:
             "pymanopt": f"pymanopt {pm_name} (JAX backend, as documented)",
             "pymanopt_jit": f"pymanopt {pm_name} (JAX backend, user-jitted cost + gradient)",
         }
-        timings, results = time_round_robin(
+        timings, results = time_with_host(
             {names["jaxspec"]: case},
             {names["pymanopt"]: host[False], names["pymanopt_jit"]: host[True]},
             cfg.repeats,
@@ -495,7 +469,7 @@ def section_procrustes(cfg: Config, problem: ProcrustesBatch, pymanopt) -> Outco
         "pymanopt_jit": f"pymanopt ConjugateGradient, {k} sequential runs (user-jitted cost + "
         "gradient)",
     }
-    timings, results = time_round_robin(
+    timings, results = time_with_host(
         {names["jaxspec"]: batch_case},
         {
             names["jaxspec_seq"]: jaxspec_sequential,
