@@ -153,7 +153,7 @@ def test_stiefel_exp_solves_the_geodesic_equation():
     st = manifolds.Stiefel(8, 3)
     x, u = _point_and_tangent(8, 3, scale=1.3)
     curve = lambda t: st.exp(x, t * u)
-    for t in (0.0, 0.7):
+    for t in (0.7,):  # (t = 0 is covered by the first-order test; this one is the slowest)
         y = curve(t)
         vel = jax.jacfwd(curve)(t)
         acc = jax.jacfwd(jax.jacfwd(curve))(t)
