@@ -13,6 +13,16 @@ iterates of :func:`jaxspec.manifolds.minimize` can be compared with theirs):
   ``initial_step / ||d||`` (a step of length ``initial_step``).
 * ``"adaptive"``: the previous accepted ``alpha``, doubled unless exactly one contraction was
   needed; the first search starts at ``initial_step / ||d||``.
+
+A third rule, ``"bb"`` (steepest descent only), is not Manopt's: the Barzilai–Borwein step
+from the last displacement ``s = x_k - x_{k-1}`` and gradient change ``y = g_k - g_{k-1}``
+(differences in the embedding space, Euclidean inner products), alternating
+``<s, s> / |<s, y>|`` (odd steps) and ``|<s, y>| / <y, y>`` (even steps), with the
+non-monotone Armijo condition of Zhang and Hager (2004): the reference value is the weighted
+average ``C_k = (eta Q_{k-1} C_{k-1} + f_k) / Q_k``, ``Q_k = eta Q_{k-1} + 1``, instead of
+``f(x_k)``. This is the feasible method of Wen and Yin (2013) on a general retraction; it
+typically needs far fewer steps than the monotone rules, but its iterates differ from
+pymanopt's.
 """
 
 from __future__ import annotations
@@ -23,7 +33,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-LINESEARCHES: tuple[str, ...] = ("backtracking", "adaptive")
+LINESEARCHES: tuple[str, ...] = ("backtracking", "adaptive", "bb")
+_BB_CLIP = (1e-20, 1e20)  # Wen and Yin (2013) keep the BB step in this range
 
 
 class LineSearchResult(NamedTuple):
@@ -48,8 +59,9 @@ def armijo_backtracking(
     contraction: jax.Array,
     sufficient_decrease: jax.Array,
     max_contractions: int,
+    reference: jax.Array | None = None,
 ) -> LineSearchResult:
-    """Backtrack from ``alpha0`` until ``f(R_x(alpha d)) <= f0 + c alpha df0``.
+    """Backtrack from ``alpha0`` until ``f(R_x(alpha d)) <= reference + c alpha df0``.
 
     A non-finite trial value never satisfies the condition (the search contracts past it).
     When the budget of ``max_contractions`` runs out, the last trial is still accepted if it
@@ -67,6 +79,9 @@ def armijo_backtracking(
         contraction: factor in ``(0, 1)`` applied after each failed trial (traceable).
         sufficient_decrease: Armijo constant ``c`` in ``(0, 1)`` (traceable).
         max_contractions: static budget; at most ``max_contractions + 1`` evaluations.
+        reference: the value the Armijo condition compares with (a non-monotone average,
+            ``>= f0``); ``None`` is ``f0`` (monotone). The budget fallback still requires a
+            strict decrease of ``f0``.
 
     Returns:
         A :class:`LineSearchResult`.
@@ -76,8 +91,10 @@ def armijo_backtracking(
         y = retract(x, alpha * d)
         return y, value_fn(y)
 
+    ref = f0 if reference is None else reference
+
     def armijo(alpha, value):
-        return jnp.isfinite(value) & (value <= f0 + sufficient_decrease * alpha * df0)
+        return jnp.isfinite(value) & (value <= ref + sufficient_decrease * alpha * df0)
 
     def cond(state):
         k, alpha, _, value = state
@@ -106,11 +123,11 @@ def initial_alpha(
     initial_step: jax.Array,
     optimism: jax.Array,
 ) -> jax.Array:
-    """First trial multiplier of a search (see the module docstring for the two rules).
+    """First trial multiplier of a search (see the module docstring for the rules).
 
-    ``prev_value``/``prev_alpha`` are NaN when there is no history (first step, or after a
-    rejected step); a guess that is not finite and positive falls back to
-    ``initial_step / direction_norm``.
+    ``"adaptive"`` and ``"bb"`` start from ``prev_alpha``. ``prev_value``/``prev_alpha`` are
+    NaN when there is no history (first step, or after a rejected step); a guess that is not
+    finite and positive falls back to ``initial_step / direction_norm``.
     """
     default = initial_step / direction_norm
     if rule == "backtracking":
@@ -120,9 +137,22 @@ def initial_alpha(
     return jnp.where(jnp.isfinite(guess) & (guess > 0), guess, default)
 
 
+def barzilai_borwein(s: jax.Array, y: jax.Array, step: jax.Array, accepted: jax.Array) -> jax.Array:
+    """The ``"bb"`` rule's next guess from ``s = x_{k+1} - x_k`` and ``y = g_{k+1} - g_k``:
+    ``<s, s> / |<s, y>|`` after an even ``step`` (the k-th, counted from 0), else
+    ``|<s, y>| / <y, y>``, clipped to ``[1e-20, 1e20]``; NaN (the default restart) if the step
+    was rejected or the ratio is undefined."""
+    sy = jnp.abs(jnp.sum(s * y))
+    long = jnp.sum(s * s) / sy
+    short = sy / jnp.sum(y * y)
+    guess = jnp.clip(jnp.where(step % 2 == 0, long, short), *_BB_CLIP)
+    return jnp.where(accepted & (sy > 0) & jnp.isfinite(guess), guess, jnp.nan)
+
+
 def next_alpha(rule: str, result: LineSearchResult) -> jax.Array:
     """History kept for the next search: the ``"adaptive"`` rule's next guess (NaN if the step
-    was rejected; unused by ``"backtracking"``, which keeps the previous value instead)."""
+    was rejected; unused by ``"backtracking"``, which keeps the previous value instead, and by
+    ``"bb"``, see :func:`barzilai_borwein`)."""
     if rule != "adaptive":
         return jnp.full_like(result.alpha, jnp.nan)
     keep = jnp.where(result.evaluations == 2, result.alpha, 2 * result.alpha)

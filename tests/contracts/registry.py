@@ -541,12 +541,13 @@ def _manifold_solver_contracts() -> list[Contract]:
     mu = np.array([2.0, 1.0])
     x0 = np.linalg.qr(np.random.default_rng(9).standard_normal((6, 2)))[0]
 
-    def minimize(method):
+    def minimize(method, linesearch=None):
         def fn(a):
             tol = 1e-3 if a.dtype == jnp.float32 else 1e-9
             sol = manifolds.minimize(
                 lambda x, a: jnp.sum(x * (a @ x) * jnp.asarray(mu, a.dtype)),
                 jnp.asarray(x0, a.dtype), st, args=a, method=method, tol=tol, max_steps=500,
+                linesearch=linesearch,
             )  # fmt: skip
             return sol.value
 
@@ -558,6 +559,8 @@ def _manifold_solver_contracts() -> list[Contract]:
                  grad=False, rtol=loose),  # a while_loop: not reverse-differentiable
         Contract("manifolds.minimize[gd]", minimize("gd"), _brockett_data(), batch=False,
                  grad=False, rtol=loose),
+        Contract("manifolds.minimize[gd, bb]", minimize("gd", "bb"), _brockett_data(),
+                 batch=False, grad=False, rtol=loose),
         Contract("manifolds.orthomerge", lambda r: manifolds.orthomerge(r).rotation,
                  _rotations(), batch=False),  # axis 0 is the task axis
         Contract("manifolds.orthomerge[exp]",

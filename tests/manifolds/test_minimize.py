@@ -65,7 +65,9 @@ def procrustes_problem(seed, n=6, m=12):
 
 
 @functools.partial(
-    jax.jit, static_argnums=(0, 2), static_argnames=("method", "beta", "max_steps", "has_aux")
+    jax.jit,
+    static_argnums=(0, 2),
+    static_argnames=("method", "beta", "max_steps", "has_aux", "linesearch"),
 )
 def run(f, x0, manifold, args=None, *, tol=1e-6, rtol=0.0, contraction=0.5, **static):
     """``minimize`` under one cached ``jit`` per (f, manifold, static options); the float
@@ -363,12 +365,107 @@ def test_line_search_contracts_past_nan_trials():
     assert abs(float(sol.value) - 35.0) < 1e-9
 
 
+# --------------------------------------------------------------------------- Barzilai-Borwein
+
+
+def _numpy_bb_descent(a, nn, x, steps, *, c=1e-4, contraction=0.5, eta=0.85, budget=25):
+    """Independent float64 NumPy transcription of steepest descent with Barzilai-Borwein steps
+    and the Zhang-Hager non-monotone Armijo rule (Wen and Yin 2013, Alg. 2) on the QR
+    retraction, for ``tr(x^T a x nn)`` with symmetric ``a``, ``nn``."""
+
+    def value(y):
+        return float(np.trace(y.T @ a @ y @ nn))
+
+    def rgrad(y):
+        g = 2 * a @ y @ nn
+        s = y.T @ g
+        return g - y @ (s + s.T) / 2
+
+    def retract(y, u):
+        q, r = np.linalg.qr(y + u)
+        return q * np.where(np.diag(r) < 0, -1.0, 1.0)
+
+    f, g = value(x), rgrad(x)
+    ref, weight, alpha = f, 1.0, 1.0 / np.linalg.norm(g)
+    for k in range(steps):
+        slope = -np.sum(g * g)
+        trial = alpha
+        for _ in range(budget + 1):
+            y = retract(x, -trial * g)
+            fy = value(y)
+            if fy <= ref + c * trial * slope:
+                break
+            trial *= contraction
+        gy = rgrad(y)
+        s, dy = y - x, gy - g
+        sy = abs(np.sum(s * dy))
+        alpha = np.sum(s * s) / sy if k % 2 == 0 else sy / np.sum(dy * dy)
+        x, f, g = y, fy, gy
+        weight_new = eta * weight + 1
+        ref, weight = (eta * weight * ref + f) / weight_new, weight_new
+    return x, f
+
+
+def test_barzilai_borwein_matches_a_numpy_transcription():
+    data = brockett_data()
+    st = manifolds.Stiefel(30, 5)
+    x0 = st.random(jax.random.key(4), dtype=F64)
+    for steps in (1, 2, 25):
+        sol = run(brockett, x0, st, data, method="gd", linesearch="bb", max_steps=steps, tol=1e-12)
+        x_ref, f_ref = _numpy_bb_descent(*(np.asarray(d) for d in data), np.asarray(x0), steps)
+        assert int(sol.num_steps) == steps
+        np.testing.assert_allclose(sol.x, x_ref, atol=1e-10)
+        np.testing.assert_allclose(float(sol.value), f_ref, rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [F64, F32], ids=["f64", "f32"])
+def test_barzilai_borwein_reaches_the_brockett_optimum_in_fewer_steps(dtype):
+    data = brockett_data(dtype=dtype)
+    st = manifolds.Stiefel(30, 5)
+    x0 = st.random(jax.random.key(1), dtype=dtype)
+    tol = 1e-5 if dtype == F64 else 1e-3
+    bb = run(brockett, x0, st, data, method="gd", linesearch="bb", tol=tol, max_steps=3000)
+    plain = run(brockett, x0, st, data, method="gd", tol=tol, max_steps=3000)
+    assert bb.x.dtype == dtype
+    assert int(bb.status) in (Status.CONVERGED, Status.STAGNATED)
+    assert abs(float(bb.value) - 35.0) / 35.0 < (1e-11 if dtype == F64 else 1e-5)
+    assert float(manifolds.orthogonality_error(bb.x)) < (1e-13 if dtype == F64 else 2e-6)
+    if dtype == F64:
+        assert int(bb.status) == Status.CONVERGED
+        assert int(bb.num_steps) * 3 < int(plain.num_steps)
+
+
+def test_barzilai_borwein_vmaps_like_a_loop_and_monotone_weight_zero():
+    problems = [procrustes_problem(seed) for seed in range(3)]
+    a = np.stack([p[0][0] for p in problems])
+    b = np.stack([p[0][1] for p in problems])
+    x0 = np.stack([p[2] for p in problems])
+    on = manifolds.Orthogonal(6)
+
+    def one_problem(x, d, eta):
+        return manifolds.minimize(
+            procrustes_loss, x, on, args=d, method="gd", linesearch="bb", nonmonotone=eta
+        )
+
+    for eta in (0.85, 0.0):
+        batched = jax.jit(jax.vmap(one_problem, in_axes=(0, 0, None)))(x0, (a, b), eta)
+        for i, (_, r_star, _) in enumerate(problems):
+            one = jax.jit(one_problem)(x0[i], (a[i], b[i]), eta)
+            np.testing.assert_allclose(batched.x[i], one.x, atol=1e-12)
+            assert int(batched.num_steps[i]) == int(one.num_steps)
+            assert int(one.status) == Status.CONVERGED
+            np.testing.assert_allclose(one.x, r_star, atol=1e-6)
+
+
 @pytest.mark.parametrize(
     "kwargs, name",
     [
         ({"method": "newton"}, "method"),
         ({"beta": "dai_yuan"}, "beta"),
         ({"linesearch": "wolfe"}, "linesearch"),
+        ({"linesearch": "bb", "method": "cg"}, "linesearch"),
+        ({"linesearch": "bb", "method": "gd", "nonmonotone": 1.0}, "nonmonotone"),
+        ({"linesearch": "bb", "method": "gd", "nonmonotone": -0.5}, "nonmonotone"),
         ({"tol": 0.0}, "tol"),
         ({"tol": -1e-3}, "tol"),
         ({"rtol": -1.0}, "rtol"),
