@@ -3,6 +3,8 @@
 import pathlib
 import re
 
+import pytest
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
@@ -20,6 +22,7 @@ def test_quick_example_runs_and_is_short():
     assert namespace["q"].shape == (256, 512)
 
 
+@pytest.mark.slow
 def test_frank_wolfe_example_runs_and_is_short():
     blocks = _python_blocks((ROOT / "README.md").read_text())
     example = next(b for b in blocks if "frank_wolfe" in b)

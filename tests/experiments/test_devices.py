@@ -7,6 +7,7 @@ import sys
 import textwrap
 
 import numpy as np
+import pytest
 
 from .helpers import FIXTURES
 
@@ -56,6 +57,7 @@ def _finish(proc):
     return json.loads(out.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_eight_host_devices_give_the_same_numbers(tmp_path):
     procs = [_start(8, tmp_path / "eight"), _start(1, tmp_path / "one")]
     eight, one = (_finish(p) for p in procs)

@@ -12,6 +12,8 @@ import pytest
 from jaxspec.experiments import run_experiment
 from tests._experiments import EXPERIMENTS, load_experiment
 
+pytestmark = pytest.mark.slow  # an experiment end to end: CI's slow step
+
 exp = load_experiment("online_odl")
 
 

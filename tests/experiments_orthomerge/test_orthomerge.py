@@ -15,6 +15,8 @@ from jaxspec import manifolds
 from jaxspec.experiments import run_experiment
 from tests._experiments import EXPERIMENTS, load_experiment
 
+pytestmark = pytest.mark.slow  # an experiment end to end: CI's slow step
+
 exp = load_experiment("orthomerge")
 
 TINY = [

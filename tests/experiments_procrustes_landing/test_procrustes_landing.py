@@ -11,6 +11,8 @@ import scipy.linalg as sla
 
 from tests._experiments import load_experiment
 
+pytestmark = pytest.mark.slow  # an experiment end to end: CI's slow step
+
 exp = load_experiment("procrustes_landing")
 
 

@@ -14,6 +14,8 @@ import pytest
 
 from tests._experiments import EXPERIMENTS, load_experiment
 
+pytestmark = pytest.mark.slow  # an experiment end to end: CI's slow step
+
 exp = load_experiment("spectra")
 model_lib = exp.model_lib
 

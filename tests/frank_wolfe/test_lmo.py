@@ -329,6 +329,7 @@ def test_nuclear_lanczos_nearly_tied_top_singular_values(dtype):
         assert value == pytest.approx(-2.0, rel=1e-5)
 
 
+@pytest.mark.slow
 def test_nuclear_frank_wolfe_completion_matches_svd():
     # A small nuclear-ball matrix completion (the benchmark's problem (c), scaled down):
     # near-tied top singular values of the gradient along the whole run.

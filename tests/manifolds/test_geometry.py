@@ -148,6 +148,7 @@ def test_exp_on_orthogonal_group_against_scipy_expm():
     np.testing.assert_allclose(o.exp(x, u), np.asarray(x) @ sla.expm(omega), atol=1e-12)
 
 
+@pytest.mark.slow
 def test_stiefel_exp_solves_the_geodesic_equation():
     """Euclidean-metric geodesics satisfy Y'' + Y (Y'^T Y') = 0 (Edelman et al. 1998, 2.2)."""
     st = manifolds.Stiefel(8, 3)
