@@ -27,6 +27,7 @@ def test_jit_matches_eager(contract: Contract):
     _tree_close(jax.jit(contract.fn)(*args), contract.fn(*args), contract.rtol["float64"])
 
 
+@pytest.mark.slow  # over the unit budget; CI runs it in the slow step
 @pytest.mark.parametrize("contract", REGISTRY, ids=IDS)
 def test_vmap_equals_loop(contract: Contract):
     rng = np.random.default_rng(1)
@@ -71,6 +72,7 @@ def test_leading_batch_axes(contract: Contract):
         _tree_close(jax.tree.map(lambda a, k=k: a[k], out), ref, contract.rtol["float64"])
 
 
+@pytest.mark.slow  # over the unit budget; CI runs it in the slow step
 @pytest.mark.parametrize("contract", [c for c in REGISTRY if c.grad], ids=lambda c: c.name)
 def test_gradients_match_finite_differences(contract: Contract):
     args = contract.make_args(np.random.default_rng(4), jnp.float64)

@@ -28,6 +28,7 @@ def _skew_error(x, u):
     return float(jnp.abs(a + jnp.swapaxes(a, -1, -2)).max())
 
 
+@pytest.mark.slow  # over the unit budget; CI runs it in the slow step
 @pytest.mark.parametrize(("n", "p"), SHAPES)
 def test_random_points_are_orthonormal_and_batched(n, p):
     st = manifolds.Stiefel(n, p)

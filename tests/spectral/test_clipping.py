@@ -123,6 +123,7 @@ def test_gram_method_matches_in_float64():
     )
 
 
+@pytest.mark.slow  # over the unit budget; CI runs it in the slow step
 def test_gradients_match_finite_differences():
     rng = np.random.default_rng(5)
     x = jnp.asarray(matrix_with_singular_values(rng, 5, 7, np.array([3.0, 1.5, 0.7, 0.3, 0.1])))

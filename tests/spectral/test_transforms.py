@@ -129,6 +129,7 @@ def test_spectra_aliases_train_a_least_squares_problem():
         assert loss(params) < 0.5 * start
 
 
+@pytest.mark.slow  # over the unit budget; CI runs it in the slow step
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
 def test_dtypes_preserved(dtype):
     params = jax.tree.map(lambda x: x.astype(dtype), tree(jax.random.key(9)))
