@@ -37,6 +37,9 @@ class Experiment:
             vmap-compatible: the runner calls ``jax.jit(jax.vmap(...))`` over sweep points.
         report: ``report(records, ctx) -> str``, the Markdown body of ``report.md``; save plots
             with :meth:`ReportContext.save_figure`.
+        x64: run the sweep with 64-bit JAX types (``jax_enable_x64`` switched on while its
+            points compile and run, and restored afterwards), for experiments whose numerics
+            need float64 (noiseless recovery, tiny noise variances).
     """
 
     name: str
@@ -44,6 +47,7 @@ class Experiment:
     config_cls: type
     run: Callable[[Any, Any], Any]
     report: Callable[[list[Record], ReportContext], str]
+    x64: bool = False
 
 
 def static(default: Any) -> Any:

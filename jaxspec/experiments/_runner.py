@@ -10,6 +10,7 @@ under ``<run-dir>/points/``, so re-running the same config resumes where it stop
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import hashlib
@@ -374,6 +375,19 @@ def load_config(
     return experiment, resolved
 
 
+@contextlib.contextmanager
+def _enable_x64():
+    """64-bit JAX types for the whole process while the block runs, then the previous setting
+    (a process-wide switch rather than ``jax.enable_x64``'s thread-local one, so host callbacks,
+    which run on other threads, see it too)."""
+    before = bool(jax.config.read("jax_enable_x64"))
+    jax.config.update("jax_enable_x64", True)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_enable_x64", before)
+
+
 def run_experiment(
     experiment_or_name: str | Path | Experiment,
     *,
@@ -452,20 +466,22 @@ def run_experiment(
 
     bar = _Progress(len(pending), experiment.name, progress)
     group_info = []
+    precision = _enable_x64() if experiment.x64 else contextlib.nullcontext()
     try:
-        for static_values, group_points in groups.values():
-            group_info.append(
-                _run_group(
-                    experiment,
-                    resolved,
-                    static_values,
-                    group_points,
-                    dynamic_keys,
-                    store,
-                    max_batch,
-                    bar,
+        with precision:
+            for static_values, group_points in groups.values():
+                group_info.append(
+                    _run_group(
+                        experiment,
+                        resolved,
+                        static_values,
+                        group_points,
+                        dynamic_keys,
+                        store,
+                        max_batch,
+                        bar,
+                    )
                 )
-            )
     finally:
         bar.close()
 
@@ -502,7 +518,7 @@ def run_experiment(
         "jax_version": jax.__version__,
         "python_version": platform.python_version(),
         **_device_summary(),
-        "x64": bool(jax.config.read("jax_enable_x64")),
+        "x64": experiment.x64 or bool(jax.config.read("jax_enable_x64")),
         "points": len(points),
         "computed": len(pending),
         "resumed": len(points) - len(pending),

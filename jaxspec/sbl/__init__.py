@@ -14,12 +14,21 @@ References:
     application to IRS-MIMO channel estimation", arXiv:2307.14719.
 """
 
+from jaxspec.sbl._block import block_sbl
+from jaxspec.sbl._classic import UPDATES, sbl
+from jaxspec.sbl._fast import fast_sbl
+from jaxspec.sbl._kronecker import kronecker_sbl
+from jaxspec.sbl._posterior import FORMS
 from jaxspec.sbl._solution import BlockSBLSolution, KroneckerSBLSolution, SBLSolution
 
-# -- classical SBL (_classic.py, _fast.py) --
-
-# -- Kronecker SBL (_kronecker.py) --
-
-# -- block SBL (_block.py) --
-
-__all__ = ["BlockSBLSolution", "KroneckerSBLSolution", "SBLSolution"]
+__all__ = [
+    "FORMS",
+    "UPDATES",
+    "BlockSBLSolution",
+    "KroneckerSBLSolution",
+    "SBLSolution",
+    "block_sbl",
+    "fast_sbl",
+    "kronecker_sbl",
+    "sbl",
+]

@@ -38,6 +38,7 @@ from jax.scipy.linalg import solve_triangular
 
 from jaxspec._checks import as_float_array, check_choice, check_int, check_positive, is_concrete
 from jaxspec._status import Status
+from jaxspec.sbl._common import abs2, herm
 from jaxspec.sbl._solution import BlockSBLSolution
 
 METHODS: tuple[str, ...] = ("bo", "em")
@@ -46,16 +47,6 @@ _DEFAULT_PRUNE = 1e-3  # gamma_i < prune * max(gamma) is pruned
 _NOISE_INIT = 1e-2  # learned noise_var starts at 1e-2 ||y||^2 / M
 _NOISE_FLOOR = 100  # learned noise_var >= 100 eps ||y||^2 / M keeps the Cholesky factor finite
 _DTYPES = (jnp.float32, jnp.float64, jnp.complex64, jnp.complex128)
-
-
-def _herm(x: jax.Array) -> jax.Array:
-    return jnp.conj(jnp.swapaxes(x, -1, -2))
-
-
-def _abs2(x: jax.Array) -> jax.Array:
-    if jnp.iscomplexobj(x):
-        return jnp.real(x) ** 2 + jnp.imag(x) ** 2
-    return x * x
 
 
 def _ar1(r: jax.Array, d: int, dtype) -> jax.Array:
@@ -83,19 +74,19 @@ def _posterior(
     a = blocks.reshape(m, g * d)
     b = corr_matrix.astype(dtype)
     a_sigma0 = jnp.einsum("mgj,jk->mgk", blocks, b) * gamma.astype(dtype)[None, :, None]
-    sigma_y = a_sigma0.reshape(m, g * d) @ _herm(a)
+    sigma_y = a_sigma0.reshape(m, g * d) @ herm(a)
     sigma_y = sigma_y + jnp.asarray(noise_var, dtype) * jnp.eye(m, dtype=dtype)
     chol = jnp.linalg.cholesky(sigma_y)
     # One triangular solve for L^{-1} [A, y]: two independent batched LAPACK calls (under vmap)
     # can deadlock jaxlib's CPU thread pool (see jaxspec/_ordering.py).
     wz = solve_triangular(chol, jnp.concatenate([a, y[:, None]], axis=1), lower=True)
     w, z = wz[:, :-1], wz[:, -1]
-    hy = (_herm(w) @ z).reshape(g, d)
+    hy = (herm(w) @ z).reshape(g, d)
     wb = w.reshape(m, g, d)
     hah = jnp.einsum("mgj,mgk->gjk", jnp.conj(wb), wb)
     mean = (gamma.astype(dtype)[:, None] * (hy @ b)).reshape(g * d)  # B symmetric: B h_i
     logdet = 2 * jnp.sum(jnp.log(jnp.real(jnp.diagonal(chol))))
-    return _Posterior(mean, hy, hah, logdet + jnp.sum(_abs2(z)))
+    return _Posterior(mean, hy, hah, logdet + jnp.sum(abs2(z)))
 
 
 def _covariance(gamma: jax.Array, corr_matrix: jax.Array, hah: jax.Array) -> jax.Array:
@@ -146,9 +137,9 @@ def _prepare(
     dtype = a.dtype
     rdtype = jnp.finfo(dtype).dtype
     blocks = a.reshape(m, g, d)
-    y_energy = jnp.sum(_abs2(y))
+    y_energy = jnp.sum(abs2(y))
     scale = jnp.where(y_energy > 0, y_energy / m, 1)  # E|y_j|^2, the data's variance scale
-    a_energy = jnp.sum(_abs2(a))
+    a_energy = jnp.sum(abs2(a))
     # gamma_0: the common block variance that makes E||A x||^2 equal ||y||^2 (B = I).
     gamma0 = jnp.full((g,), scale * m / jnp.where(a_energy > 0, a_energy, 1), rdtype)
     if noise_var is None:
@@ -190,7 +181,7 @@ def _learned_noise(st: _State, data: _Data, corr_matrix: jax.Array) -> jax.Array
     resid = data.y - data.blocks.reshape(m, -1) @ st.post.mean
     cov = _covariance(st.gamma, corr_matrix, st.post.hah)
     spread = jnp.real(jnp.einsum("gjk,gkj->", cov, data.gram))
-    lam = (jnp.sum(_abs2(resid)) + spread) / m
+    lam = (jnp.sum(abs2(resid)) + spread) / m
     return jnp.maximum(lam, data.noise_floor).astype(st.noise_var.dtype)
 
 

@@ -23,6 +23,7 @@ import numpy as np
 
 from jaxspec._checks import as_float_array, check_choice, check_int, check_positive, is_concrete
 from jaxspec._status import Status
+from jaxspec.sbl._common import check_unit_interval
 from jaxspec.sbl._solution import KroneckerSBLSolution
 
 METHODS: tuple[str, ...] = ("svd", "am")
@@ -310,16 +311,6 @@ class _State(NamedTuple):
     step: jax.Array
 
 
-def _check_unit_interval(value: Any, name: str, *, closed_left: bool = True) -> None:
-    if value is None or not is_concrete(value):
-        return
-    arr = np.asarray(value)
-    if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
-        raise ValueError(f"`{name}` must be a real number in [0, 1), got {value!r}.")
-    if arr.shape != () or not (0 <= float(arr) < 1):
-        raise ValueError(f"`{name}` must be a real scalar in [0, 1), got {value!r}.")
-
-
 def _check_max_steps(value: Any) -> None:
     if isinstance(value, bool):
         raise ValueError(f"`max_steps` must be an int >= 0, got {value!r}.")
@@ -514,7 +505,7 @@ def kronecker_sbl(
             raise ValueError(f"`noise_var` must be a scalar, got shape {jnp.shape(noise_var)}.")
     check_positive(tol, "tol")
     check_positive(inner_tol, "inner_tol")
-    _check_unit_interval(prune, "prune")
+    check_unit_interval(prune, "prune")
     if coupling is not None:
         if not isinstance(coupling, list | tuple) or len(coupling) != len(mats):
             raise ValueError(
@@ -524,7 +515,7 @@ def kronecker_sbl(
         if method != "am":
             raise ValueError(f'`coupling` needs method="am", got method={method!r}.')
         for beta in coupling:
-            _check_unit_interval(beta, "coupling")
+            check_unit_interval(beta, "coupling")
         couplings = tuple(None if b is None else jnp.asarray(b, rdtype) for b in coupling)
     else:
         couplings = (None,) * len(mats)

@@ -211,3 +211,33 @@ def test_atomic_write_keeps_the_old_file_on_failure(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         atomic_write_text(target, "new")
     assert target.read_text() == "old" and os.listdir(tmp_path) == ["file.txt"]
+
+
+def test_x64_experiments_run_in_float64_and_restore_the_setting(tmp_path):
+    """``Experiment(x64=True)`` computes in float64 (host callbacks included) in a process
+    that runs in float32, and leaves the process in float32 afterwards."""
+    import subprocess
+    import textwrap
+
+    where = str(FIXTURES.parent / "experiments_x64")
+    code = textwrap.dedent(
+        f"""
+        import jax, numpy as np
+        from jaxspec.experiments import run_experiment
+        assert not jax.config.read("jax_enable_x64")
+        res = run_experiment("toy_x64", results_dir={str(tmp_path)!r},
+                             experiments_dir={where!r}, progress=False)
+        for r in res.records:
+            assert r.metrics["x"].dtype == np.float64, r.metrics["x"].dtype
+            assert bool(r.metrics["is64"])
+            np.testing.assert_array_equal(r.metrics["doubled"], 2 * r.metrics["x"])
+        assert not jax.config.read("jax_enable_x64")
+        print("ok")
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if k != "JAX_ENABLE_X64"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().endswith("ok")
