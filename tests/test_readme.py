@@ -50,6 +50,23 @@ def test_manifolds_example_runs_and_is_short():
     np.testing.assert_allclose(r.T @ r, np.eye(10), atol=1e-5)
 
 
+def test_sbl_example_runs_and_is_short():
+    blocks = _python_blocks((ROOT / "README.md").read_text())
+    example = next(b for b in blocks if "from jaxspec import sbl" in b)
+    assert len(example.strip().splitlines()) <= 15
+    namespace: dict = {}
+    exec(compile(example, "README.md", "exec"), namespace)  # noqa: S102
+    import numpy as np
+
+    sols, x = namespace["sols"], np.asarray(namespace["x"])
+    assert np.all(np.asarray(sols.status) == 0)
+    nmse = np.sum((np.asarray(sols.mean) - x) ** 2, 1) / np.sum(x**2, 1)
+    assert np.median(nmse) < 1e-3
+    kro = namespace["kro"]
+    assert int(kro.status) == 0
+    assert int(np.argmax(np.abs(np.asarray(kro.mean)))) == int(np.argmax(namespace["xk"]))
+
+
 def test_ci_runs_the_readme_commands():
     readme = (ROOT / "README.md").read_text()
     ci = (ROOT / ".ci" / "run").read_text()

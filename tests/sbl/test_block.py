@@ -177,6 +177,7 @@ def test_pruned_block_is_exactly_zero_and_drops_out():
 # --------------------------------------------------------------------------- 2. recovery
 
 
+@pytest.mark.slow  # over the unit budget; CI runs it in the slow step
 def test_recovery_beats_classical_sbl_and_learns_correlation():
     """64 x 128, 4 of 16 blocks of 8 with AR(1) r = 0.9, 20 dB, noise learned; 3 trials."""
     (a, y, x), _ = stack_problems((0, 1, 2), snr_db=20.0)
@@ -244,6 +245,7 @@ def test_em_cost_is_non_increasing_and_bo_is_faster():
 # --------------------------------------------------------------------------- 4. JAX contracts
 
 
+@pytest.mark.slow  # over the unit budget; CI runs it in the slow step
 def test_jit_equals_eager():
     a, y, _, _ = block_problem(7, m=24, n=48, d=4, k=2, complex_=True)
     eager = block_sbl(a, y, 4, max_steps=300)

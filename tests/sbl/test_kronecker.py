@@ -447,6 +447,7 @@ def clustered_problem(seed, snr_db=10.0, shape_m=(8, 4, 8), shape_n=(16, 6, 16),
     return factors, y0 + np.sqrt(s2) * noise, s2, x
 
 
+@pytest.mark.slow  # over the unit budget; CI runs it in the slow step
 def test_pattern_coupling_helps_on_clustered_supports():
     """At 10 dB, coupling (beta = 0.8 on the clustered modes) lowers the NMSE of AM on every
     seed. (At 15 dB and above, uncoupled AM does better on these instances: the coupled

@@ -193,6 +193,7 @@ def test_mackay_matches_scikit_learn_ard_at_a_fixed_noise_level():
     np.testing.assert_allclose(ours[big], ard.coef_[big], rtol=5e-4)
 
 
+@pytest.mark.slow  # over the unit budget; CI runs it in the slow step
 def test_fast_and_dense_updates_reach_the_same_estimate():
     a, y, x, support, noise = sparse_problem(5, m=40, n=100, k=8, snr_db=35)
     dense = run(jnp.asarray(a), jnp.asarray(y), noise, update="mackay", tol=1e-10, max_steps=5000)
@@ -238,6 +239,7 @@ def test_msbl_shares_the_support_across_vectors():
 # --------------------------------------------------------------------------- JAX contracts
 
 
+@pytest.mark.slow  # over the unit budget; CI runs it in the slow step
 @pytest.mark.parametrize("update", ["mackay", "fast"])
 def test_vmap_equals_a_python_loop_and_noise_is_traceable(update):
     problems = [sparse_problem(s, m=20, n=40, k=4, snr_db=30) for s in range(3)]
@@ -270,6 +272,7 @@ def test_float32_agrees_with_float64(update):
     np.testing.assert_allclose(low.mean, ref.mean, atol=2e-3)
 
 
+@pytest.mark.slow  # over the unit budget; CI runs it in the slow step
 @pytest.mark.parametrize("update", ["em", "mackay"])
 def test_gradients_of_the_mean_match_finite_differences(update):
     a, y, _, _, noise = sparse_problem(9, m=15, n=25, k=3, snr_db=30)
@@ -294,6 +297,7 @@ def test_gradients_of_the_mean_match_finite_differences(update):
         np.testing.assert_allclose(float(jnp.sum(g * d)), float(fd), rtol=2e-4, atol=1e-8)
 
 
+@pytest.mark.slow  # over the unit budget; CI runs it in the slow step
 def test_learned_noise_gradient_matches_finite_differences():
     a, y, _, _, _ = sparse_problem(10, m=15, n=25, k=3, snr_db=25)
     a, y = jnp.asarray(a), jnp.asarray(y)
@@ -312,6 +316,7 @@ def test_learned_noise_gradient_matches_finite_differences():
 # --------------------------------------------------------------------------- failures
 
 
+@pytest.mark.slow  # over the unit budget; CI runs it in the slow step
 def test_full_active_set_and_nonfinite_data_are_reported():
     a, y, _, _, noise = sparse_problem(11, m=30, n=60, k=8, snr_db=40)
     small = sbl.fast_sbl(jnp.asarray(a), jnp.asarray(y), noise_var=noise, capacity=3)
