@@ -195,6 +195,7 @@ def report(records: list[Record], ctx: ReportContext) -> str:
                 ax.plot(ref["sparsity"], ref[name], "x--", color=line.get_color(), alpha=0.6)
             for d, rate, rec in pts:
                 row = {"method": LABELS[name], "D": d, f"success ({trials} trials)": f"{rate:.3f}"}
+                row |= {"reference": "", "difference": ""}  # fixed column order
                 if ref is not None and d in ref["sparsity"]:
                     want = ref[name][ref["sparsity"].index(d)]
                     row["reference"] = f"{want:.3f}"
