@@ -573,3 +573,64 @@ def _manifold_solver_contracts() -> list[Contract]:
 
 
 REGISTRY += _manifold_solver_contracts()
+
+
+def _sbl_contracts() -> list[Contract]:
+    from jaxspec import sbl
+
+    rng = np.random.default_rng(11)
+    a = rng.standard_normal((10, 16))
+    a /= np.linalg.norm(a, axis=0)
+    x = np.zeros(16)
+    x[[1, 6, 11]] = [1.0, -0.8, 0.6]
+    blocks = rng.standard_normal((12, 16))
+    factors = [rng.standard_normal((3, 4)), rng.standard_normal((4, 5))]
+    xk = np.kron(np.eye(4)[1], np.eye(5)[3])
+    big = np.kron(factors[0], factors[1])
+
+    def data(clean, scale=0.01):
+        def make(r, dtype):
+            return (jnp.asarray(clean + scale * r.standard_normal(clean.shape), dtype),)
+
+        return make
+
+    def tol(y):
+        return 1e-4 if y.dtype == jnp.float32 else 1e-12
+
+    def classic(update):
+        def fn(y):
+            return sbl.sbl(
+                jnp.asarray(a, y.dtype), y, noise_var=1e-4, update=update, tol=tol(y),
+                max_steps=5000, prune=1e-6,
+            ).mean  # fmt: skip
+
+        return fn
+
+    def fast(y):
+        return sbl.fast_sbl(jnp.asarray(a, y.dtype), y, noise_var=1e-4, capacity=8).mean
+
+    def block(y):
+        return sbl.block_sbl(jnp.asarray(blocks, y.dtype), y, 4, noise_var=1e-4).mean
+
+    def kronecker(y):
+        fs = [jnp.asarray(f, y.dtype) for f in factors]
+        return sbl.kronecker_sbl(fs, y, noise_var=1e-4).mean
+
+    loose = {"float32": 1e-3, "float64": 1e-8}
+    blocky = np.zeros(16)
+    blocky[4:8] = [1.0, 0.9, 0.8, 0.7]
+    return [
+        # implicit gradients at the stationary point of the type-II cost (MacKay converges
+        # tightly; EM sheds atoms like 1/t, so its fixed point is only approached)
+        Contract("sbl.sbl[mackay]", classic("mackay"), data(a @ x), batch=False, rtol=loose),
+        Contract("sbl.sbl[em]", classic("em"), data(a @ x), batch=False, grad=False,
+                 rtol=loose),
+        Contract("sbl.fast_sbl", fast, data(a @ x), batch=False, grad=False, rtol=loose),
+        Contract("sbl.block_sbl", block, data(blocks @ blocky), batch=False, grad=False,
+                 rtol=loose),
+        Contract("sbl.kronecker_sbl", kronecker, data(big @ xk), batch=False, grad=False,
+                 rtol=loose),
+    ]  # fmt: skip
+
+
+REGISTRY += _sbl_contracts()
