@@ -38,14 +38,13 @@ from jax.scipy.linalg import solve_triangular
 
 from jaxspec._checks import as_float_array, check_choice, check_int, check_positive, is_concrete
 from jaxspec._status import Status
-from jaxspec.sbl._common import abs2, herm
+from jaxspec.sbl._common import NOISE_FLOOR, abs2, herm
 from jaxspec.sbl._solution import BlockSBLSolution
 
 METHODS: tuple[str, ...] = ("bo", "em")
 _MAX_CORRELATION = 0.99  # |r| clip of the learned AR(1) coefficient (BSBL codes)
 _DEFAULT_PRUNE = 1e-3  # gamma_i < prune * max(gamma) is pruned
 _NOISE_INIT = 1e-2  # learned noise_var starts at 1e-2 ||y||^2 / M
-_NOISE_FLOOR = 100  # learned noise_var >= 100 eps ||y||^2 / M keeps the Cholesky factor finite
 _DTYPES = (jnp.float32, jnp.float64, jnp.complex64, jnp.complex128)
 
 
@@ -151,7 +150,7 @@ def _prepare(
     else:
         corr0 = jnp.asarray(correlation, rdtype)
     gram = jnp.einsum("mgj,mgk->gjk", jnp.conj(blocks), blocks)
-    floor = jnp.asarray(_NOISE_FLOOR * jnp.finfo(rdtype).eps * scale, rdtype)
+    floor = jnp.asarray(NOISE_FLOOR * jnp.finfo(rdtype).eps * scale, rdtype)
     data = _Data(blocks, y, gram, jnp.asarray(prune, rdtype), floor)
     post = _posterior(blocks, y, gamma0, _ar1(corr0, d, rdtype), noise0)
     state = _State(gamma0, corr0, noise0, post, jnp.asarray(jnp.inf, rdtype), jnp.int32(0))

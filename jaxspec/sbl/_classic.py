@@ -11,6 +11,7 @@ import jax.numpy as jnp
 from jaxspec._checks import check_choice, check_int, check_positive
 from jaxspec._status import Status
 from jaxspec.sbl._common import (
+    NOISE_FLOOR,
     abs2,
     check_dictionary_and_data,
     check_noise_var,
@@ -21,7 +22,6 @@ from jaxspec.sbl._posterior import FORMS, Posterior, posterior, resolve_form
 from jaxspec.sbl._solution import SBLSolution
 
 UPDATES: tuple[str, ...] = ("em", "mackay", "fast")
-_NOISE_FLOOR = 100.0  # learned noise_var >= _NOISE_FLOOR * eps * ||Y||^2 / (M L)
 
 
 class _State(NamedTuple):
@@ -312,7 +312,7 @@ def run_fixed_point(
     capacity = options["capacity"]
     power = jnp.sum(abs2(y)) / num_vectors
     eps = jnp.finfo(rdtype).eps
-    noise_floor = _NOISE_FLOOR * eps * power / m
+    noise_floor = NOISE_FLOOR * eps * power / m
     gamma = hyper["gamma0"]
     if gamma is None:
         gamma = jnp.full((n,), power / jnp.sum(abs2(a)), rdtype)

@@ -10,6 +10,10 @@ import numpy as np
 
 from jaxspec._checks import as_float_array, check_positive, is_concrete
 
+NOISE_FLOOR = 100.0
+"""A learned noise variance stays >= ``NOISE_FLOOR * eps * ||y||^2 / M`` (per measurement
+vector), which keeps the Cholesky factors finite when the model interpolates the data."""
+
 
 def herm(x: jax.Array) -> jax.Array:
     """Conjugate transpose of the last two axes."""

@@ -23,7 +23,7 @@ import numpy as np
 
 from jaxspec._checks import as_float_array, check_choice, check_int, check_positive, is_concrete
 from jaxspec._status import Status
-from jaxspec.sbl._common import check_unit_interval
+from jaxspec.sbl._common import NOISE_FLOOR, check_unit_interval
 from jaxspec.sbl._solution import KroneckerSBLSolution
 
 METHODS: tuple[str, ...] = ("svd", "am")
@@ -33,7 +33,6 @@ _DEFAULT_PRUNE = {"svd": 1e-3, "am": 1e-2}
 # entry; the authors add an absolute 1e-5 to data of unit scale).
 _COUPLING_FLOOR = 1e-5
 # A learned noise variance is kept above this fraction of mean |y|^2 (times the dtype's eps).
-_NOISE_FLOOR_EPS = 100.0
 
 
 # --------------------------------------------------------------------------- tensor helpers
@@ -530,7 +529,7 @@ def kronecker_sbl(
     max_steps = jnp.asarray(max_steps, jnp.int32)
     learn_noise = noise_var is None
     power = jnp.mean(jnp.real(y * y.conj()))
-    noise_floor = _NOISE_FLOOR_EPS * jnp.finfo(rdtype).eps * power
+    noise_floor = NOISE_FLOOR * jnp.finfo(rdtype).eps * power
     noise0 = 0.1 * power if learn_noise else jnp.asarray(noise_var, rdtype)
     num_m = y.shape[0]
 
