@@ -101,7 +101,7 @@ def sbl(
 
     * ``"mackay"`` (default; MacKay 1992; Tipping 2001):
       ``gamma <- |mu|^2 / (1 - Sigma_ii / gamma)``; irrelevant atoms leave fast, so the active
-      set shrinks early and the cheap compacted iterations (``capacity``) take over.
+      set shrinks early and the cheaper compacted iterations (``capacity``) take over.
     * ``"em"`` (Wipf and Rao 2004): ``gamma <- |mu|^2 + Sigma_ii``; the cost never increases
       (with ``noise_var`` fixed); irrelevant ``gamma`` decay only like ``1/t``, so it is slow
       near phase transitions and needs a larger ``prune`` to shed atoms.
@@ -148,10 +148,12 @@ def sbl(
             ``||y||^2 / (L ||A||_F^2)`` for every atom.
         noise_var0: initial noise variance when it is learned.
         capacity: active-set size (static). ``"fast"``: its slots (default ``min(M, N)``).
-            Dense updates: once pruning leaves at most ``capacity`` atoms, the iteration
-            continues on those alone in the primal ``K x K`` form, the same iterates at
-            ``O(K^2 M)`` instead of ``O(M^2 N)`` a step (default ``min(M, N)``; ``N`` turns it
-            off).
+            Dense updates: each time pruning leaves at most half the current number of
+            atoms (while above ``capacity``), and then at most ``capacity``, the iteration
+            continues on the remaining atoms alone (Woodbury form while more than ``M``,
+            then the primal ``K x K`` form): the same iterates at ``O(M^2 K)`` or
+            ``O(M K^2)`` instead of ``O(M^2 N)`` a step (default ``min(M, N)``; ``N`` turns
+            it off).
         throw: raise at run time (``eqx.error_if``) unless the status is ``CONVERGED``.
 
     Returns:
@@ -242,7 +244,7 @@ def sbl(
     gamma, noise, steps, status = solve_hyperparameters(a, y2, given, hyper, options)
     if given is not None:
         noise = given  # the fixed noise enters the posterior directly (its gradient path)
-    post = posterior(a, y2, gamma, noise, options["form"])
+    post = final_posterior(a, y2, gamma, noise, options)
     mean = post.mean[:, 0] if vector else post.mean
     sol = SBLSolution(mean, gamma, noise, post.cost, post.covariance_diag, steps, status)
     if throw:
@@ -253,10 +255,67 @@ def sbl(
     return sol
 
 
-def _iterate(a, y, st: _State, form: str, hyper: dict, options: dict, noise_floor, fits=None):
-    """EM/MacKay iterations from ``st`` until converged, the budget, a non-finite value, or
-    (``options["capacity"]``, phase 1) until at most ``capacity`` atoms remain."""
-    m = a.shape[0]
+def final_posterior(a, y, gamma, noise_var, options: dict) -> Posterior:
+    """The posterior at the solution (differentiable in ``a``, ``y``, ``noise_var``): on the
+    ``capacity`` largest ``gamma`` alone, in the compact form, when no other is nonzero
+    (pruned atoms are exact zeros: the same posterior), else on all atoms."""
+    m, n = a.shape
+    k = options["capacity"]
+
+    def full(a, y, gamma, noise_var):
+        return posterior(a, y, gamma, noise_var, options["form"])
+
+    if k >= n:
+        return full(a, y, gamma, noise_var)
+
+    def compact(a, y, gamma, noise_var):
+        keep = jax.lax.top_k(gamma, k)[1]
+        post = posterior(a[:, keep], y, gamma[keep], noise_var, resolve_form("auto", m, k))
+        mean = jnp.zeros((n, y.shape[1]), post.mean.dtype).at[keep].set(post.mean)
+        cov_diag = jnp.zeros(n, post.covariance_diag.dtype).at[keep].set(post.covariance_diag)
+        return post._replace(mean=mean, covariance_diag=cov_diag)
+
+    fits = jnp.sum(gamma > 0) <= k
+    return jax.lax.cond(fits, compact, full, a, y, gamma, noise_var)
+
+
+def initial_hyperparameters(a, y, noise_var, hyper: dict):
+    """``(gamma (N,), noise_var, noise_floor)`` to start from: ``hyper["gamma0"]`` or
+    ``||Y||^2 / (L ||A||_F^2)`` for every atom; a given noise, or ``hyper["noise_var0"]``, or
+    ``0.1 ||Y||^2 / (M L)``, floored at ``NOISE_FLOOR eps ||Y||^2 / (M L)``."""
+    m, n = a.shape
+    rdtype = real_dtype(a.dtype)
+    power = jnp.sum(abs2(y)) / y.shape[1]
+    noise_floor = NOISE_FLOOR * jnp.finfo(rdtype).eps * power / m
+    gamma = hyper["gamma0"]
+    if gamma is None:
+        gamma = jnp.full((n,), power / jnp.sum(abs2(a)), rdtype)
+    if noise_var is None:
+        noise0 = hyper["noise_var0"]
+        noise0 = 0.1 * power / m if noise0 is None else noise0
+        noise0 = jnp.maximum(noise0, noise_floor)
+    else:
+        noise0 = noise_var
+    return gamma, noise0, noise_floor
+
+
+def stage_sizes(n: int, capacity: int) -> tuple[int, ...]:
+    """Working sizes of the compacting iteration: ``N``, halved while above ``capacity``,
+    then ``capacity`` (``(256, 128, 100)`` for ``N = 256``, ``capacity = 100``)."""
+    sizes = [n]
+    while sizes[-1] // 2 > capacity:
+        sizes.append(sizes[-1] // 2)
+    if capacity < n:
+        sizes.append(capacity)
+    return tuple(sizes)
+
+
+def _iterate(a, y, st: _State, hyper: dict, options: dict, noise_floor, until, active):
+    """EM/MacKay iterations on the columns ``a`` from ``st`` until converged, the budget, a
+    non-finite value, or (``until``) until at most ``until`` atoms remain; none unless
+    ``active``."""
+    m, k = a.shape
+    form = options["form"] if k == options["num_atoms"] else resolve_form("auto", m, k)
     gram = aty = None
     if form == "primal":
         gram = jnp.conj(a.T) @ a
@@ -281,11 +340,9 @@ def _iterate(a, y, st: _State, form: str, hyper: dict, options: dict, noise_floo
 
     def running(st: _State) -> jax.Array:
         finite = ~jnp.isnan(st.change) & jnp.isfinite(st.post.cost)
-        go = (st.step < options["max_steps"]) & (st.change > hyper["tol"]) & finite
-        if fits is None and options["capacity"] < a.shape[1]:  # phase 1: until it fits
-            go = go & (jnp.sum(st.gamma > 0) > options["capacity"])
-        if fits is not None:  # phase 2: only problems that were compacted
-            go = go & fits
+        go = (st.step < options["max_steps"]) & (st.change > hyper["tol"]) & finite & active
+        if until is not None:
+            go = go & (jnp.sum(st.gamma > 0) > until)
         return go
 
     st = st._replace(post=e_step(st.gamma, st.noise_var))
@@ -301,59 +358,45 @@ def run_fixed_point(
 ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
     """The EM/MacKay iteration: ``(gamma, noise_var, steps, status)``.
 
-    Phase 1 iterates on all ``N`` atoms (``options["form"]``). Once at most
-    ``options["capacity"]`` atoms remain (pruning), phase 2 gathers them into an ``M x K``
-    dictionary and continues there in the primal ``K x K`` form, which gives the same iterates
-    (pruned atoms are exact zeros) at ``O(K^2 M)`` instead of ``O(M^2 N)`` per iteration.
+    The iteration starts on all ``N`` atoms (``options["form"]``). Each time pruning leaves
+    at most the next of :func:`stage_sizes` atoms, the remaining atoms are gathered into an
+    ``M x K`` dictionary and the iteration continues there (Woodbury form while ``K > M``,
+    then the primal ``K x K`` form). Pruned atoms are exact zeros, so the iterates are the
+    same, at ``O(M^2 K)`` or ``O(M K^2)`` instead of ``O(M^2 N)`` per iteration.
     """
     m, n = a.shape
     num_vectors = y.shape[1]
     rdtype = real_dtype(a.dtype)
-    capacity = options["capacity"]
-    power = jnp.sum(abs2(y)) / num_vectors
-    eps = jnp.finfo(rdtype).eps
-    noise_floor = NOISE_FLOOR * eps * power / m
-    gamma = hyper["gamma0"]
-    if gamma is None:
-        gamma = jnp.full((n,), power / jnp.sum(abs2(a)), rdtype)
-    if noise_var is None:
-        noise0 = hyper["noise_var0"]
-        noise0 = 0.1 * power / m if noise0 is None else noise0
-        noise0 = jnp.maximum(noise0, noise_floor)
-    else:
-        noise0 = noise_var
+    gamma, noise0, noise_floor = initial_hyperparameters(a, y, noise_var, hyper)
     zero = jnp.zeros((), rdtype)
-    blank = Posterior(jnp.zeros((n, num_vectors), a.dtype), jnp.zeros(n, rdtype), zero, zero)
-    init = _State(gamma, noise0, blank, jnp.asarray(jnp.inf, rdtype), jnp.int32(0))
-    st = _iterate(a, y, init, options["form"], hyper, options, noise_floor)
-    if capacity < n:
-        fits = jnp.sum(st.gamma > 0) <= capacity
-        keep = jnp.argsort(-st.gamma)[:capacity]  # every nonzero gamma when it fits
-        small = jnp.zeros((capacity, num_vectors), a.dtype)
-        compact = _State(
-            st.gamma[keep],
-            st.noise_var,
-            Posterior(small, jnp.zeros(capacity, rdtype), zero, zero),
-            st.change,
-            st.step,
-        )
-        small_form = resolve_form("auto", m, capacity)
-        out = _iterate(a[:, keep], y, compact, small_form, hyper, options, noise_floor, fits)
-        gamma_full = jnp.zeros(n, rdtype).at[keep].set(out.gamma)
+    sizes = stage_sizes(n, options["capacity"])
+
+    def blank(k):
+        return Posterior(jnp.zeros((k, num_vectors), a.dtype), jnp.zeros(k, rdtype), zero, zero)
+
+    options = dict(options, num_atoms=n)
+    until = sizes[1] if len(sizes) > 1 else None
+    init = _State(gamma, noise0, blank(n), jnp.asarray(jnp.inf, rdtype), jnp.int32(0))
+    st = _iterate(a, y, init, hyper, options, noise_floor, until, jnp.bool_(True))
+    cost = st.post.cost
+    running = jnp.bool_(True)
+    for i, size in enumerate(sizes[1:], start=1):
+        # the previous stage ran and pruned down to ``size`` atoms (else it stopped early)
+        running = running & (jnp.sum(st.gamma > 0) <= size)
+        keep = jax.lax.top_k(st.gamma, size)[1]  # every nonzero gamma when it fits
+        compact = _State(st.gamma[keep], st.noise_var, blank(size), st.change, st.step)
+        until = sizes[i + 1] if i + 1 < len(sizes) else None
+        out = _iterate(a[:, keep], y, compact, hyper, options, noise_floor, until, running)
         st = _State(
-            jnp.where(fits, gamma_full, st.gamma),
-            jnp.where(fits, out.noise_var, st.noise_var),
-            Posterior(
-                blank.mean,
-                blank.covariance_diag,
-                jnp.where(fits, out.post.cost, st.post.cost),
-                zero,
-            ),
-            jnp.where(fits, out.change, st.change),
-            jnp.where(fits, out.step, st.step),
+            jnp.where(running, jnp.zeros(n, rdtype).at[keep].set(out.gamma), st.gamma),
+            jnp.where(running, out.noise_var, st.noise_var),
+            blank(n),
+            jnp.where(running, out.change, st.change),
+            jnp.where(running, out.step, st.step),
         )
+        cost = jnp.where(running, out.post.cost, cost)
     finite = (
-        jnp.isfinite(st.post.cost)
+        jnp.isfinite(cost)
         & jnp.all(jnp.isfinite(st.gamma))
         & jnp.isfinite(st.noise_var)
         & ~jnp.isnan(st.change)

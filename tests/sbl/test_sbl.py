@@ -170,6 +170,16 @@ def test_active_set_compaction_gives_the_same_iterates(update):
     assert int(np.sum(np.asarray(full.gamma) > 0)) <= 15  # so both capacities compacted
 
 
+def test_compaction_stages_halve_down_to_the_capacity():
+    from jaxspec.sbl._classic import stage_sizes
+
+    assert stage_sizes(80, 15) == (80, 40, 20, 15)  # the capacity-15 case above
+    assert stage_sizes(256, 100) == (256, 128, 100)
+    assert stage_sizes(512, 200) == (512, 256, 200)
+    assert stage_sizes(100, 50) == (100, 50)
+    assert stage_sizes(60, 60) == (60,)
+
+
 def test_mackay_matches_scikit_learn_ard_at_a_fixed_noise_level():
     # An overdetermined regression (80 x 30, 6 relevant features), where MacKay's fixed point
     # is the same from both sides' starts. scikit-learn learns the noise precision under a
