@@ -73,7 +73,7 @@ def make_problems(rng, batch, m, n, k, snr_db):
     y0 = np.einsum("bmn,bn->bm", a, x)
     noise_var = np.mean(y0**2, axis=1) / 10 ** (snr_db / 10)
     y = y0 + np.sqrt(noise_var)[:, None] * rng.standard_normal((batch, m))
-    return a, y, x
+    return a, y, x, noise_var
 
 
 def nmse(x_hat: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -85,6 +85,10 @@ def nmse(x_hat: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 def jaxspec_map(a, y, *, update):
     return jax.lax.map(lambda p: sbl.sbl(p[0], p[1], **update), (a, y))
+
+
+def jaxspec_map_known(a, y, noise_var, *, update):
+    return jax.lax.map(lambda p: sbl.sbl(p[0], p[1], noise_var=p[2], **update), (a, y, noise_var))
 
 
 def jaxspec_vmap(a, y, *, update):
@@ -126,17 +130,23 @@ COLUMNS = (
 def section_classic(cfg: Config, rng) -> tuple[list[dict], dict, list[str]]:
     rows, raw, notes = [], {}, []
     for m, n, k in cfg.sizes:
-        a, y, x = make_problems(rng, cfg.batch, m, n, k, cfg.snr_db)
-        a_j, y_j = jnp.asarray(a), jnp.asarray(y)
+        a, y, x, noise_var = make_problems(rng, cfg.batch, m, n, k, cfg.snr_db)
+        a_j, y_j, s_j = jnp.asarray(a), jnp.asarray(y), jnp.asarray(noise_var)
         variants = {"default (map)": ("map", {})}
         if (m, n) == JUDGED:
             variants["default (vmap)"] = ("vmap", {})
             for update in ("fast", "mackay", "em"):
                 variants[f'update="{update}" (map)'] = ("map", {"update": update})
+            for update in ("fast", "mackay"):
+                variants[f'update="{update}", noise given (map, context)'] = (
+                    "known",
+                    {"update": update},
+                )
         cases = {}
         for label, (mode, update) in variants.items():
-            fn = jaxspec_map if mode == "map" else jaxspec_vmap
-            cases[f"jaxspec sbl {label}"] = Case(partial(fn, update=update), (a_j, y_j))
+            fn = {"map": jaxspec_map, "vmap": jaxspec_vmap, "known": jaxspec_map_known}[mode]
+            args = (a_j, y_j, s_j) if mode == "known" else (a_j, y_j)
+            cases[f"jaxspec sbl {label}"] = Case(partial(fn, update=update), args)
         sk_name = "sklearn ARDRegression, loop"
         sk1_name = "sklearn ARDRegression, loop, 1 BLAS thread (context)"
         sklearn_loop(a[:1], y[:1])  # warm-up
@@ -311,8 +321,9 @@ def main(argv: list[str] | None = None) -> int:
         f"jax {env['jax']} on {env['backend']} ({env['cpu_count']} CPUs; load average at "
         f"start {env['load_average'][0]:.1f}), scikit-learn {env['sklearn']}, numpy "
         f"{env['numpy']}. float64 on both sides; {cfg.batch} problems per size at "
-        f"{cfg.snr_db:g} dB; noise learned on both sides. Up to {cfg.repeats} timed runs per "
-        "case, round-robin; medians; jit compile time excluded and reported separately."
+        f"{cfg.snr_db:g} dB; noise learned on both sides (except the context rows marked "
+        f'"noise given"). Up to {cfg.repeats} timed runs per case, round-robin; medians; jit '
+        "compile time excluded and reported separately."
     )
     print(header, flush=True)
     rows_a, raw_a, notes_a = section_classic(cfg, rng)
