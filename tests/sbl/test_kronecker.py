@@ -488,6 +488,14 @@ BAD = {
     "coupling svd": (lambda f, y: (f, y), {"coupling": (0.5, None, None)}, "coupling"),
     "max_steps": (lambda f, y: (f, y), {"max_steps": -1}, "max_steps"),
     "inner_steps": (lambda f, y: (f, y), {"inner_steps": 0}, "inner_steps"),
+    "prune per mode length": (lambda f, y: (f, y), {"prune": (0.1, 0.1)}, "prune"),
+    "prune per mode value": (lambda f, y: (f, y), {"prune": (0.1, 1.0, 0.1)}, "prune"),
+    "gamma0 length": (lambda f, y: (f, y), {"gamma0": (np.ones(5),)}, "gamma0"),
+    "gamma0 shape": (
+        lambda f, y: (f, y),
+        {"gamma0": tuple(np.ones(n + 1) for n in SMALL["shape_n"])},
+        "gamma0[0]",
+    ),
 }
 
 
@@ -507,3 +515,26 @@ def test_nonfinite_y_gives_nonfinite_status():
     sol = solve(factors, y.at[3].set(jnp.nan), noise_var=s2)
     assert int(sol.status) == Status.NONFINITE
     assert int(sol.num_steps) == 0
+
+
+def test_per_mode_prune_and_gamma0():
+    # A scalar prune equals the same ratio given per mode; the default start equals the same
+    # variances given explicitly; a per-mode ratio prunes only where it is asked to.
+    factors, y, s2, _ = small_problem(0)
+    sizes = [a.shape[1] for a in factors]
+    base = kronecker_sbl(factors, y, noise_var=s2, method="am", prune=1e-2)
+    same = kronecker_sbl(factors, y, noise_var=s2, method="am", prune=(1e-2,) * 3)
+    np.testing.assert_array_equal(np.asarray(base.mean), np.asarray(same.mean))
+    start = [np.full(n, 1 / np.sqrt(n)) for n in sizes[:-1]]
+    start.append(np.full(sizes[-1], np.prod(np.sqrt(sizes[:-1]))))
+    given = kronecker_sbl(factors, y, noise_var=s2, method="am", prune=1e-2, gamma0=start)
+    np.testing.assert_allclose(np.asarray(given.mean), np.asarray(base.mean), rtol=1e-12)
+    only_first = kronecker_sbl(factors, y, noise_var=s2, method="am", prune=(1e-2, 0, 0))
+    assert np.any(np.asarray(only_first.factors[0]) == 0)
+    assert np.all(np.asarray(only_first.factors[1]) > 0)
+    assert np.all(np.asarray(only_first.factors[2]) > 0)
+    # the start matters: a tiny one (far below the noise) stalls the first steps
+    tiny = [np.asarray(g) * 1e-12 for g in start]
+    other = kronecker_sbl(factors, y, noise_var=s2, method="am", gamma0=tiny, max_steps=1)
+    one = kronecker_sbl(factors, y, noise_var=s2, method="am", max_steps=1)
+    assert not np.allclose(np.asarray(other.mean), np.asarray(one.mean))
