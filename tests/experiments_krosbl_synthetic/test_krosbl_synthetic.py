@@ -145,11 +145,16 @@ def test_timed_brackets_each_solve():
 
     f = jax.jit(prog)
     jax.block_until_ready(f(jax.random.key(0)))
-    tic = __import__("time").perf_counter()
-    short, long = jax.block_until_ready(f(jax.random.key(0)))
-    wall = __import__("time").perf_counter() - tic
-    assert 0 < float(short) and float(short) + float(long) <= wall
-    assert 2.0 < float(long) / float(short) < 8.0
+    runs = []
+    for _ in range(3):  # the least disturbed of three (CI machines are shared)
+        tic = __import__("time").perf_counter()
+        short, long = jax.block_until_ready(f(jax.random.key(0)))
+        wall = __import__("time").perf_counter() - tic
+        assert 0 < float(short) and float(short) + float(long) <= wall
+        runs.append((float(short), float(long)))
+    short, long = min(r[0] for r in runs), min(r[1] for r in runs)
+    # 1:4 work; a second loop run inside the first one's brackets would give <= 1
+    assert 1.5 < long / short < 10.0
     batched = jax.block_until_ready(jax.jit(jax.vmap(prog))(jax.random.split(jax.random.key(0), 2)))
     assert batched[0].shape == (2,) and float(batched[0][0]) == float(batched[0][1])
 
