@@ -18,6 +18,7 @@ import time
 import traceback
 from pathlib import Path
 
+from jaxspec._cpu_pool import cpu_pool_guard
 from jaxspec.experiments._config import ConfigError
 from jaxspec.experiments._discover import discover, experiments_root, load_experiment
 from jaxspec.experiments._io import atomic_write_text
@@ -189,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --max-batch must be a positive integer", file=sys.stderr)
         return 2
     _use_agg()
+    if args.command != "list":
+        cpu_pool_guard()  # before the first computation; see jaxspec/_cpu_pool.py
     handlers = {"list": _cmd_list, "run": _cmd_run, "reproduce": _cmd_reproduce}
     return handlers[args.command](args)
 

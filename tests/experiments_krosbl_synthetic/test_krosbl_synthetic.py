@@ -188,14 +188,11 @@ def test_run_every_method_at_a_small_size():
 
 
 @pytest.mark.slow
-def test_quick_run_end_to_end(tmp_path, capfd):
-    # Under pytest's fd capture the host clock callbacks of the timed solves deadlock (the
-    # CLI run is fine); run without capture.
-    with capfd.disabled():
-        result = run_experiment(
-            "krosbl_synthetic", quick=True, results_dir=tmp_path, progress=False,
-            experiments_dir=EXPERIMENTS,
-        )  # fmt: skip
+def test_quick_run_end_to_end(tmp_path):
+    result = run_experiment(
+        "krosbl_synthetic", quick=True, results_dir=tmp_path, progress=False,
+        experiments_dir=EXPERIMENTS,
+    )  # fmt: skip
     report = Path(result.report_path).read_text()
     for title in ("(a) vs SNR", "(b) vs M_1", "(c) vs K", "Against the reference"):
         assert title in report
