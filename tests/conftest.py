@@ -1,28 +1,29 @@
 """Test configuration.
 
 * float64 is available everywhere (tests pick dtypes explicitly).
-* Each pytest-xdist worker runs on one CPU of its own, and a single process gets a one-thread
-  XLA:CPU pool (`jaxspec.cpu_pool_guard`): jaxlib 0.10's batched LAPACK kernels can deadlock
-  a small intra-op pool (see ``jaxspec/_cpu_pool.py``), and one core per worker also stops
-  the workers from oversubscribing the machine.
+* Every test process (each pytest-xdist worker, or the single pytest process) runs on one
+  CPU of its own, set before JAX creates its backends. XLA:CPU then gets a one-thread pool,
+  which jaxlib 0.10's batched LAPACK kernels cannot deadlock (see ``jaxspec/_cpu_pool.py``),
+  and the workers do not oversubscribe the machine. Subprocesses inherit the one CPU, so
+  ``JAXSPEC_CPU_POOL_GUARD=off`` makes the CLI's own guard (a no-op here) stay quiet.
 """
 
 import os
 
 import jax
 
-from jaxspec import cpu_pool_guard
+from jaxspec._cpu_pool import GUARD_ENV
 
 
-def _pin_xdist_worker() -> bool:
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
-    if not worker.startswith("gw") or not hasattr(os, "sched_setaffinity"):
-        return False
+def _pin_to_one_cpu() -> None:
+    if not hasattr(os, "sched_setaffinity"):
+        return
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    index = int(worker[2:]) if worker[2:].isdigit() else 0
     cpus = sorted(os.sched_getaffinity(0))
-    os.sched_setaffinity(0, {cpus[int(worker[2:]) % len(cpus)]})
-    return True
+    os.sched_setaffinity(0, {cpus[index % len(cpus)]})
+    os.environ[GUARD_ENV] = "off"
 
 
-if not _pin_xdist_worker():
-    cpu_pool_guard()
+_pin_to_one_cpu()
 jax.config.update("jax_enable_x64", True)

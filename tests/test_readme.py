@@ -34,6 +34,7 @@ def test_frank_wolfe_example_runs_and_is_short():
     assert float(namespace["dr"]) < 0  # a larger ball fits better
 
 
+@pytest.mark.slow
 def test_manifolds_example_runs_and_is_short():
     blocks = _python_blocks((ROOT / "README.md").read_text())
     example = next(b for b in blocks if "manifolds" in b)
@@ -50,6 +51,7 @@ def test_manifolds_example_runs_and_is_short():
     np.testing.assert_allclose(r.T @ r, np.eye(10), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_sbl_example_runs_and_is_short():
     blocks = _python_blocks((ROOT / "README.md").read_text())
     example = next(b for b in blocks if "from jaxspec import sbl" in b)

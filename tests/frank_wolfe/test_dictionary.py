@@ -67,6 +67,7 @@ def test_online_method_reaches_paper_level_errors_and_beats_convex_schedule():
     assert results["online_odl"][-1] < 5e-3
 
 
+@pytest.mark.slow
 def test_online_method_vmaps_over_trials_and_runs_in_float32():
     y, d0, a0 = planted(6, 600)
 

@@ -206,6 +206,7 @@ def test_transport_lands_in_the_tangent_space_of_the_target():
     assert float(st.norm(y, tv)) <= 1.0 + 1e-12  # projection never increases the norm
 
 
+@pytest.mark.slow
 def test_orthogonal_group_log_inverts_exp_and_matches_scipy_logm():
     o = manifolds.Orthogonal(6, special=True)
     x = o.random(jax.random.key(0), (3,), jnp.float64)

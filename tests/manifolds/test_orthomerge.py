@@ -354,6 +354,7 @@ def test_jit_and_vmap_over_layers_equal_the_loop():
         np.testing.assert_allclose(vm["w"][layer], one["w"], atol=1e-11)
 
 
+@pytest.mark.slow
 def test_float32_agrees_with_float64():
     rng = np.random.default_rng(16)
     rs = np.stack([np_small_rotation(rng, 8, 0.2) for _ in range(3)])

@@ -211,6 +211,7 @@ def test_noiseless_recovers_the_support(complex_):
 # --------------------------------------------------------------------------- 3. EM monotone
 
 
+@pytest.mark.slow
 def test_em_cost_is_non_increasing_and_bo_is_faster():
     """Fixed noise_var and r, no pruning: every EM step lowers the type-II cost (up to
     round-off); the public loop runs the same steps; BO stops at a similar cost sooner."""

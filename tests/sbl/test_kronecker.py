@@ -517,6 +517,7 @@ def test_nonfinite_y_gives_nonfinite_status():
     assert int(sol.num_steps) == 0
 
 
+@pytest.mark.slow
 def test_per_mode_prune_and_gamma0():
     # A scalar prune equals the same ratio given per mode; the default start equals the same
     # variances given explicitly; a per-mode ratio prunes only where it is asked to.

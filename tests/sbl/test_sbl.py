@@ -153,6 +153,7 @@ def test_solution_is_a_stationary_point_of_the_type_ii_cost(update):
     assert set(np.flatnonzero(act)) >= set(support)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("update", ["em", "mackay"])
 def test_active_set_compaction_gives_the_same_iterates(update):
     a, y, x, support, noise = sparse_problem(12, m=30, n=80, k=5, snr_db=30)
@@ -230,6 +231,7 @@ def test_complex_data_recovers_the_support(update):
     assert nmse < 1e-2
 
 
+@pytest.mark.slow
 def test_msbl_shares_the_support_across_vectors():
     a, y, x, support, noise = sparse_problem(7, m=16, n=40, k=7, snr_db=30, vectors=4)
     sol = run(jnp.asarray(a), jnp.asarray(y), noise, update="em", tol=1e-8, max_steps=5000)
@@ -269,6 +271,7 @@ def test_vmap_equals_a_python_loop_and_noise_is_traceable(update):
     assert active[0] >= active[2]  # more noise, sparser model
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("update", ["em", "mackay", "fast"])
 def test_float32_agrees_with_float64(update):
     a, y, x, support, noise = sparse_problem(8, m=30, n=60, k=5, snr_db=30)
@@ -365,6 +368,7 @@ def test_bad_arguments_raise_naming_the_argument(kwargs, name):
         sbl.sbl(call.pop("A"), call.pop("y"), **call)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("complex_", [False, True])
 def test_fast_rank_one_updates_equal_a_fresh_posterior(complex_):
     # Each add / re-estimate / delete updates Sigma, mu, S, Q and log det by rank-one formulas;

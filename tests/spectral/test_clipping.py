@@ -69,6 +69,7 @@ def test_hard_clip_matches_svd_formula(c, shape):
     np.testing.assert_allclose(got[away], want[away], rtol=1e-6, atol=1e-9)
 
 
+@pytest.mark.slow
 def test_batched_thresholds_per_matrix():
     x = jax.random.normal(jax.random.key(0), (3, 12, 16), dtype=jnp.float64)
     c = jnp.array([0.5, 1.0, 2.0])

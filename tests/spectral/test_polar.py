@@ -58,6 +58,7 @@ def test_rank_deficient_stagnates_and_small_budget_reports_max_steps():
     assert int(zero.status) == Status.STAGNATED and jnp.all(zero.factor == 0)
 
 
+@pytest.mark.slow
 def test_batched_equals_loop_and_vmap():
     x = jax.random.normal(jax.random.key(3), (2, 3, 10, 14), dtype=jnp.float64)
     sol = spectral.polar(x, tol=1e-9)

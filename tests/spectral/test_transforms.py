@@ -53,6 +53,7 @@ def test_hard_post_clipping_bounds_spectral_norm_and_mask():
     np.testing.assert_array_equal(out["stack"], g["stack"])
 
 
+@pytest.mark.slow
 def test_clip_gradients_before_adam():
     params = tree(jax.random.key(3))
     grads = tree(jax.random.key(4))
