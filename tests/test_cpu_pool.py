@@ -11,13 +11,16 @@ import jaxspec
 from jaxspec import _cpu_pool
 
 # Four independent batched Cholesky factorizations in one program, run 200 times: with
-# jaxlib 0.10 and a two-thread pool this hangs within a few calls (measured: every try).
+# jaxlib 0.10 and a two-thread pool this hangs within a few calls (measured: every try). The
+# child first takes back every CPU of the machine (the test worker is pinned to one).
 PROGRAM = textwrap.dedent(
     """
     import os, sys
+    os.sched_setaffinity(0, range(os.cpu_count()))
     import jax, jax.numpy as jnp
     import jaxspec
-    applied = jaxspec.cpu_pool_guard(sys.argv[1])
+    mode, run = sys.argv[1], sys.argv[2] == "run"
+    applied = jaxspec.cpu_pool_guard(mode)
     jax.devices()
     tasks = "/proc/self/task"
     threads = sum("XLAEigen" in open(f"{tasks}/{t}/comm").read() for t in os.listdir(tasks))
@@ -26,25 +29,32 @@ PROGRAM = textwrap.dedent(
         return sum(jnp.linalg.cholesky(a + k * jnp.eye(a.shape[-1])).sum() for k in range(4))
     x = jax.random.normal(jax.random.key(0), (32, 96, 96))
     a = x @ x.mT + 96 * jnp.eye(96)
-    ref = float(f(a))
-    for _ in range(200):
-        assert float(f(a)) == ref
-    print(applied, threads, flush=True)
+    for _ in range(200 if run else 0):
+        f(a).block_until_ready()
+    print(applied, threads, len(os.sched_getaffinity(0)), flush=True)
     """
 )
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs /proc and affinity")
-def test_guard_gives_one_pool_thread_and_the_batched_lapack_program_finishes():
-    env = {k: v for k, v in os.environ.items() if k != "PYTEST_XDIST_WORKER"}
+def _child(mode: str, run: bool) -> list[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTEST_XDIST_WORKER",)}
     out = subprocess.run(
-        [sys.executable, "-c", PROGRAM, "on"], capture_output=True, text=True, timeout=240,
-        env=env,
+        [sys.executable, "-c", PROGRAM, mode, "run" if run else "count"],
+        capture_output=True, text=True, timeout=240, env=env,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-2000:]
-    applied, threads = out.stdout.split()
+    return out.stdout.split()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs /proc and affinity")
+def test_guard_gives_one_pool_thread_and_the_batched_lapack_program_finishes():
+    applied, threads, cpus = _child("on", run=True)
     assert applied == "True"
     assert threads == "1"  # one intra-op thread: jaxlib runs each batch inline
+    # Without the guard the pool has one thread per usable CPU (not run: it can hang), and
+    # the guarded process got all of those CPUs back.
+    applied, threads_off, cpus_off = _child("off", run=False)
+    assert applied == "False" and int(threads_off) == int(cpus_off) == int(cpus)
 
 
 def test_off_and_environment_variable(monkeypatch):
