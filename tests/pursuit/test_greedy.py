@@ -1,0 +1,144 @@
+"""Batched MP and OMP against scikit-learn's OMP and NumPy least squares."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from sklearn.linear_model import orthogonal_mp_gram
+
+from jaxspec import Status, pursuit
+
+
+def problem(seed=0, d=40, n_atoms=100, batch=64, sparsity=5, unit=True):
+    rng = np.random.default_rng(seed)
+    dic = rng.standard_normal((d, n_atoms))
+    if unit:
+        dic /= np.linalg.norm(dic, axis=0)
+    x = np.zeros((batch, n_atoms))
+    for i in range(batch):
+        x[i, rng.choice(n_atoms, sparsity, replace=False)] = rng.standard_normal(sparsity)
+    return dic, x @ dic.T, x
+
+
+@pytest.mark.parametrize("unit", [True, False])
+def test_omp_equals_scikit_learn(unit):
+    dic, y, _ = problem(unit=unit)
+    y = y + 0.05 * np.random.default_rng(1).standard_normal(y.shape)  # supports are not exact
+    # scikit-learn assumes unit-norm atoms; ours selects by |d_j^T r| / |d_j|, which is
+    # scikit-learn on the normalized dictionary with the codes rescaled.
+    norms = np.linalg.norm(dic, axis=0)
+    unit_dic = dic / norms
+    ref = orthogonal_mp_gram(unit_dic.T @ unit_dic, unit_dic.T @ y.T, n_nonzero_coefs=8).T / norms
+    got = np.asarray(pursuit.omp(dic, y, 8))
+    np.testing.assert_array_equal(got != 0, ref != 0)
+    np.testing.assert_allclose(got, ref, atol=1e-10)
+
+
+def test_omp_coefficients_are_least_squares_on_the_support_and_residual_is_tracked():
+    dic, y, _ = problem(seed=2, batch=8)
+    y = y + 0.1 * np.random.default_rng(3).standard_normal(y.shape)
+    sol = pursuit.omp_solve(dic, y, 6)
+    for i in range(8):
+        s = np.asarray(sol.support[i])
+        coef, *_ = np.linalg.lstsq(dic[:, s], y[i], rcond=None)
+        np.testing.assert_allclose(np.asarray(sol.codes[i])[s], coef, atol=1e-10)
+        resid = y[i] - dic @ np.asarray(sol.codes[i])
+        np.testing.assert_allclose(float(sol.residual_sq[i]), resid @ resid, rtol=1e-9)
+    assert np.all(np.asarray(sol.status) == Status.MAX_STEPS)
+    assert np.all(np.asarray(sol.num_atoms) == 6)
+
+
+def test_omp_recovers_exact_sparse_codes_and_stops_on_an_orthogonal_residual():
+    dic, y, x = problem(seed=4, batch=16, sparsity=4)
+    sol = pursuit.omp_solve(dic, y, 10)
+    np.testing.assert_allclose(np.asarray(sol.codes), x, atol=1e-10)
+    assert np.all(np.asarray(sol.num_atoms) == 4)  # residual 0 after the true support
+    assert np.all(np.asarray(sol.status) == Status.CONVERGED)
+
+
+def test_omp_tol_stops_each_signal_like_scikit_learn():
+    dic, y, _ = problem(seed=5, batch=16)
+    y = y + 0.05 * np.random.default_rng(6).standard_normal(y.shape)
+    tol = 0.2
+    sol = pursuit.omp_solve(dic, y, 40, tol=tol)
+    ref = orthogonal_mp_gram(
+        dic.T @ dic, dic.T @ y.T, tol=tol, norms_squared=np.sum(y * y, axis=1)
+    ).T
+    np.testing.assert_allclose(np.asarray(sol.codes), ref, atol=1e-10)
+    assert np.all(np.asarray(sol.residual_sq) <= tol)
+    assert np.all(np.asarray(sol.status) == Status.CONVERGED)
+    # Per-signal tolerances: a looser one stops earlier.
+    loose = pursuit.omp_solve(dic, y, 40, tol=jnp.where(jnp.arange(16) < 8, 1.0, tol))
+    assert np.all(np.asarray(loose.num_atoms[:8]) <= np.asarray(sol.num_atoms[:8]))
+    np.testing.assert_array_equal(loose.num_atoms[8:], sol.num_atoms[8:])
+
+
+def test_omp_on_a_rank_deficient_dictionary_stops_at_the_least_squares_fit():
+    rng = np.random.default_rng(7)
+    base = rng.standard_normal((6, 3))
+    dic = np.concatenate([base, base @ rng.standard_normal((3, 5))], axis=1)  # rank 3
+    y = rng.standard_normal(6)  # not in the span: the residual never vanishes
+    sol = pursuit.omp_solve(dic, y, 6)
+    # Three atoms span the column space; the residual is then orthogonal to every atom.
+    assert int(sol.num_atoms) == 3
+    assert int(sol.status) == Status.CONVERGED
+    fit, *_ = np.linalg.lstsq(dic, y, rcond=None)
+    resid = y - dic @ fit
+    np.testing.assert_allclose(float(sol.residual_sq), resid @ resid, rtol=1e-10)
+    np.testing.assert_allclose(dic @ np.asarray(sol.codes), dic @ fit, atol=1e-10)
+
+
+def test_mp_residual_never_increases_and_matches_a_numpy_loop():
+    dic, y, _ = problem(seed=8, batch=4)
+    k = 30
+    sol = pursuit.mp_solve(dic, y, k)
+    for i in range(4):
+        r, z, prev = y[i].copy(), np.zeros(dic.shape[1]), np.inf
+        for _ in range(k):
+            c = dic.T @ r
+            j = int(np.argmax(np.abs(c)))
+            z[j] += c[j]
+            r = r - c[j] * dic[:, j]
+            assert r @ r <= prev + 1e-12
+            prev = r @ r
+        np.testing.assert_allclose(np.asarray(sol.codes[i]), z, atol=1e-10)
+        np.testing.assert_allclose(float(sol.residual_sq[i]), r @ r, rtol=1e-8, atol=1e-14)
+
+
+def test_mp_tol_and_status():
+    dic, y, _ = problem(seed=9, batch=8)
+    sol = pursuit.mp_solve(dic, y, 100, tol=1e-2)
+    assert np.all(np.asarray(sol.residual_sq) <= 1e-2)
+    assert np.all(np.asarray(sol.status) == Status.CONVERGED)
+    assert np.all(np.asarray(sol.num_atoms) < 100)
+
+
+@pytest.mark.parametrize("fn", [pursuit.omp, pursuit.mp])
+def test_jit_vmap_batch_axes_and_float32(fn):
+    dic, y, _ = problem(seed=10, batch=6)
+    batched = np.asarray(fn(dic, y, 5))
+    loop = np.stack([np.asarray(fn(dic, y[i], 5)) for i in range(6)])
+    np.testing.assert_allclose(batched, loop, atol=1e-12)
+    vm = jax.vmap(lambda v: fn(dic, v, 5))(y)
+    np.testing.assert_allclose(np.asarray(vm), loop, atol=1e-12)
+    jitted = jax.jit(fn, static_argnums=2)(dic, y.reshape(2, 3, -1), 5)
+    np.testing.assert_allclose(np.asarray(jitted).reshape(6, -1), loop, atol=1e-12)
+    f32 = fn(dic.astype(np.float32), y.astype(np.float32), 5)
+    assert f32.dtype == jnp.float32
+    np.testing.assert_allclose(np.asarray(f32), loop, atol=2e-4)
+
+
+def test_bad_inputs_raise_value_errors():
+    dic, y, _ = problem(batch=2)
+    with pytest.raises(ValueError, match="`dictionary`"):
+        pursuit.omp(dic[None], y, 3)
+    with pytest.raises(ValueError, match="`y` must have last axis"):
+        pursuit.omp(dic, y[:, :-1], 3)
+    with pytest.raises(ValueError, match="`k` must be <="):
+        pursuit.omp(dic, y, dic.shape[1] + 1)
+    with pytest.raises(ValueError, match="`k`"):
+        pursuit.mp(dic, y, 0)
+    with pytest.raises(ValueError, match="`tol`"):
+        pursuit.omp(dic, y, 3, tol=-1.0)
+    with pytest.raises(ValueError, match="`y`"):
+        pursuit.omp(dic, np.ones((2, 40), int), 3)
