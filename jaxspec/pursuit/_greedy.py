@@ -31,9 +31,10 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
-from jaxspec._checks import as_float_array, check_int, check_positive
+from jaxspec._checks import as_float_array, check_int, check_positive, is_concrete
 from jaxspec._status import Status
 
 
@@ -49,7 +50,8 @@ class PursuitSolution(NamedTuple):
         status: :class:`jaxspec.Status` per signal: ``CONVERGED`` when ``tol`` was met or the
             residual became orthogonal to every atom, ``MAX_STEPS`` when ``k`` selections were
             made first (the normal outcome without ``tol``), ``STAGNATED`` when OMP stopped
-            because the next atom was linearly dependent on the selected ones.
+            because the next atom was linearly dependent on the selected ones, ``NONFINITE``
+            when the codes or the residual are not finite (a NaN or Inf in the input).
     """
 
     codes: jax.Array
@@ -59,7 +61,7 @@ class PursuitSolution(NamedTuple):
     status: jax.Array
 
 
-def _inputs(dictionary, y, k, tol):
+def _inputs(dictionary, y, k, tol, *, k_le_atoms: bool):
     d = as_float_array(dictionary, "dictionary", min_ndim=2)
     if d.ndim != 2:
         raise ValueError(f"`dictionary` must have shape (d, K), got {tuple(d.shape)}.")
@@ -70,7 +72,7 @@ def _inputs(dictionary, y, k, tol):
             f"{tuple(y.shape)}."
         )
     k = check_int(k, "k")
-    if k > d.shape[1]:
+    if k_le_atoms and k > d.shape[1]:
         raise ValueError(f"`k` must be <= the number of atoms K = {d.shape[1]}, got {k}.")
     if tol is not None:
         check_positive(tol, "tol")
@@ -89,98 +91,181 @@ def _tol_array(tol, batch, dtype):
     return jnp.broadcast_to(jnp.asarray(tol, dtype), batch)
 
 
+def _argmax_nonneg(score: jax.Array) -> jax.Array:
+    """Row-wise argmax of a nonnegative, NaN-free ``(B, K)`` score, first index on ties.
+
+    ``jnp.argmax`` lowers to a two-output reduction that XLA:CPU runs about 3x slower than a
+    plain ``max``; this packs the score and the reversed column index into one integer key
+    (nonnegative IEEE floats order like their bit patterns) and takes one integer ``max``.
+    For float64 the lowest ``ceil(log2 K)`` mantissa bits make room for the index, so scores
+    within a relative ``2^(ceil(log2 K) - 52)`` of each other count as tied (lowest index
+    wins); float32 scores are packed exactly when 64-bit integers are enabled, and otherwise
+    use an exact two-pass ``max`` then ``min`` over the tied indices.
+    """
+    n = score.shape[-1]
+    bits = max(1, (n - 1).bit_length())
+    if score.dtype == jnp.float64:
+        rev = (n - 1 - lax.broadcasted_iota(jnp.int64, score.shape, 1)).astype(jnp.int64)
+        key = (lax.bitcast_convert_type(score, jnp.int64) & ~((1 << bits) - 1)) | rev
+        return (n - 1 - (jnp.max(key, axis=-1) & ((1 << bits) - 1))).astype(jnp.int32)
+    score = score.astype(jnp.float32)
+    if jax.config.jax_enable_x64:
+        rev = (n - 1 - lax.broadcasted_iota(jnp.int64, score.shape, 1)).astype(jnp.int64)
+        key = (lax.bitcast_convert_type(score, jnp.int32).astype(jnp.int64) << 32) | rev
+        return (n - 1 - (jnp.max(key, axis=-1) & ((1 << bits) - 1))).astype(jnp.int32)
+    best = jnp.max(score, axis=-1, keepdims=True)
+    idx = lax.broadcasted_iota(jnp.int32, score.shape, 1)
+    return jnp.min(jnp.where(score >= best, idx, n), axis=-1)
+
+
+def _chunk_size(batch: int, k: int, n_atoms: int, itemsize: int) -> int:
+    """Signals per chunk: the per-step working set ``chunk * k * K`` stays near 2 MiB (L2)."""
+    target = (2 << 20) // max(1, k * n_atoms * itemsize)
+    chunk = 1 << max(3, min(9, target.bit_length() - 1)) if target > 0 else 8
+    return max(1, min(chunk, batch))
+
+
+# Python-unrolled steps (static slices of the active set) up to this k; a fori_loop above.
+_UNROLL_MAX_K = 32
+
+
 class _OMPState(NamedTuple):
-    alpha: jax.Array  # (B, K) correlations D^T r
-    proj: jax.Array  # (B, k, K) rows P_n = D^T q_n
-    r_factor: jax.Array  # (B, k, k) upper Cholesky factor of the active Gram matrix
-    coef: jax.Array  # (B, k) coordinates c_n = <q_n, y>
-    support: jax.Array  # (B, k) int32
-    residual_sq: jax.Array  # (B,)
-    num_atoms: jax.Array  # (B,) int32
-    running: jax.Array  # (B,) bool
-    status: jax.Array  # (B,) int32
+    alpha: jax.Array  # (b, K) correlations D^T r
+    inv_factor: jax.Array  # (b, k, k) F = R^{-1}, R the upper Cholesky factor of D_I^T D_I
+    coef: jax.Array  # (b, k) coordinates c_n = <q_n, y> of y in the orthonormalized atoms
+    support: jax.Array  # (b, k) int32, 0 in unused slots (their F rows are zero)
+    used: jax.Array  # (b, k) bool: slot n holds a selected atom
+    residual_sq: jax.Array  # (b,)
+    running: jax.Array  # (b,) bool
+    status: jax.Array  # (b,) int32
 
 
-def _omp_core(gram, dty, y_norm_sq, k, tol):
-    """OMP on ``gram`` (K, K), ``dty`` (B, K), ``y_norm_sq`` (B,), ``tol`` (B,)."""
+def _omp_chunk(gram, dty, y_norm_sq, tol, cap, k):
+    """OMP of one chunk: ``dty`` (b, K), ``y_norm_sq``/``tol``/``cap`` (b,).
+
+    With ``I`` the selected atoms, ``R`` the upper Cholesky factor of ``G_II`` and
+    ``F = R^{-1}``, the orthonormalized atoms are ``q_n = sum_j F[j, n] d_{I_j}``. For a new
+    atom ``lam``: ``w = F^T G[I, lam]`` (its coordinates along the ``q``),
+    ``delta = sqrt(G[lam, lam] - |w|^2)``, ``c_n = alpha[lam] / delta``,
+    ``D^T q_n = (G[lam] - sum_j (F w)_j G[I_j]) / delta``, and the new column of ``F`` is
+    ``(-F w, 1) / delta``. The correlations drop by ``c_n D^T q_n``, the squared residual by
+    ``c_n^2``, and at the end ``gamma = F c``. Only rows of ``G`` are read (cache-resident),
+    so a step costs ``O(n K)`` per signal with no per-signal ``(k, K)`` state.
+    """
     b, n_atoms = dty.shape
     dtype = dty.dtype
     eps = jnp.finfo(dtype).eps
     diag = jnp.real(jnp.diagonal(gram))
-    rows = jnp.arange(b)
+    inv_norm = 1.0 / jnp.sqrt(jnp.maximum(diag, eps))
+    floor = 1e3 * eps * jnp.sqrt(y_norm_sq * jnp.max(diag))
+    start = (y_norm_sq > tol) & (cap > 0)
     state = _OMPState(
         alpha=dty,
-        proj=jnp.zeros((b, k, n_atoms), dtype),
-        r_factor=jnp.broadcast_to(jnp.eye(k, dtype=dtype), (b, k, k)),
+        inv_factor=jnp.zeros((b, k, k), dtype),
         coef=jnp.zeros((b, k), dtype),
-        support=jnp.full((b, k), -1, jnp.int32),
+        support=jnp.zeros((b, k), jnp.int32),
+        used=jnp.zeros((b, k), bool),
         residual_sq=y_norm_sq,
-        num_atoms=jnp.zeros(b, jnp.int32),
-        running=y_norm_sq > tol,
+        running=start,
         status=jnp.where(y_norm_sq > tol, Status.MAX_STEPS, Status.CONVERGED).astype(jnp.int32),
     )
-    floor = 1e3 * eps * jnp.sqrt(y_norm_sq * jnp.max(diag))  # (B,)
+    slots = jnp.arange(k)
 
-    def step(n, s: _OMPState) -> _OMPState:
-        taken = (
-            jnp.zeros((b, n_atoms), bool)
-            .at[rows[:, None], jnp.maximum(s.support, 0)]
-            .set(s.support >= 0)
-        )
-        score = jnp.where(taken, -1.0, jnp.abs(s.alpha) / jnp.sqrt(jnp.maximum(diag, eps)))
-        lam = jnp.argmax(score, axis=1)
+    def step(n, s: _OMPState, width: int, unrolled: bool) -> _OMPState:
+        score = jnp.abs(s.alpha) * inv_norm
+        lam = _argmax_nonneg(score)
         best = jnp.take_along_axis(score, lam[:, None], 1)[:, 0]
-        w = jnp.take_along_axis(s.proj, lam[:, None, None], 2)[:, :, 0]  # (B, k), 0 for rows >= n
+        g_row = gram[lam]  # (b, K)
         g_ll = diag[lam]
+        sup = s.support[:, :width]
+        f = s.inv_factor[:, :width, :width]
+        g_sel = jnp.take_along_axis(g_row, sup, 1)  # G[lam, I], (b, width)
+        w = jnp.einsum("bji,bj->bi", f, g_sel)
+        v = jnp.einsum("bij,bj->bi", f, w)
         delta_sq = g_ll - jnp.sum(w * w, axis=1)
+        if unrolled:  # one fused elementwise pass over the gathered rows (no (b, n, K) copy)
+            p_n = g_row - sum(v[:, j, None] * gram[sup[:, j]] for j in range(n)) if n else g_row
+        else:
+            p_n = g_row - jnp.einsum("bj,bjk->bk", v, gram[sup])
+        # p_n = delta * D^T q_n
         orthogonal = best <= floor  # correlations at the round-off of the first ones
         dependent = delta_sq <= 100 * eps * g_ll
         ok = s.running & ~orthogonal & ~dependent
         delta = jnp.sqrt(jnp.where(ok, delta_sq, 1.0))
         a_lam = jnp.take_along_axis(s.alpha, lam[:, None], 1)[:, 0]
         c_n = jnp.where(ok, a_lam / delta, 0.0)
-        p_n = (gram[lam] - jnp.einsum("bi,bik->bk", w, s.proj)) / delta[:, None]
-        p_n = jnp.where(ok[:, None], p_n, 0.0)
-        col = jnp.where(jnp.arange(k) == n, delta[:, None], w)
-        r_factor = s.r_factor.at[:, :, n].set(jnp.where(ok[:, None], col, s.r_factor[:, :, n]))
+        col = jnp.where(slots[:width] == n, 0.0, -v) / delta[:, None]
+        col = jnp.concatenate([col, jnp.zeros((b, k - width), dtype)], 1) if width < k else col
+        col = jnp.where(slots == n, 1.0 / delta[:, None], col)
         residual_sq = jnp.where(ok, s.residual_sq - c_n * c_n, s.residual_sq)
         met = residual_sq <= tol
         status = jnp.where(s.running & orthogonal, Status.CONVERGED, s.status)
         status = jnp.where(s.running & ~orthogonal & dependent, Status.STAGNATED, status)
         status = jnp.where(ok & met, Status.CONVERGED, status)
         return _OMPState(
-            alpha=s.alpha - c_n[:, None] * p_n,
-            proj=s.proj.at[:, n].set(p_n),
-            r_factor=r_factor,
+            alpha=s.alpha - (c_n / delta)[:, None] * p_n,
+            inv_factor=s.inv_factor.at[:, :, n].set(jnp.where(ok[:, None], col, 0.0)),
             coef=s.coef.at[:, n].set(c_n),
-            support=s.support.at[:, n].set(jnp.where(ok, lam, -1).astype(jnp.int32)),
+            support=s.support.at[:, n].set(jnp.where(ok, lam, 0).astype(jnp.int32)),
+            used=s.used.at[:, n].set(ok),
             residual_sq=residual_sq,
-            num_atoms=s.num_atoms + ok.astype(jnp.int32),
-            running=ok & ~met,
+            running=ok & ~met & (n + 1 < cap),
             status=status.astype(jnp.int32),
         )
 
-    s = lax.fori_loop(0, k, step, state)
-    gamma = jax.scipy.linalg.solve_triangular(s.r_factor, s.coef[..., None], lower=False)[..., 0]
+    if k <= _UNROLL_MAX_K:
+        for n in range(k):
+            state = step(n, state, max(n, 1), True)
+    else:
+        state = lax.fori_loop(0, k, lambda n, s: step(n, s, k, False), state)
+    gamma = jnp.einsum("bij,bj->bi", state.inv_factor, state.coef)
+    rows = jnp.arange(b)[:, None]
     codes = (
         jnp.zeros((b, n_atoms), dtype)
-        .at[rows[:, None], jnp.maximum(s.support, 0)]
-        .add(jnp.where(s.support >= 0, gamma, 0.0))
+        .at[rows, state.support]
+        .add(jnp.where(state.used, gamma, 0.0))
     )
-    return PursuitSolution(codes, s.support, s.num_atoms, jnp.maximum(s.residual_sq, 0.0), s.status)
+    support = jnp.where(state.used, state.support, -1)
+    num_atoms = jnp.sum(state.used, axis=1, dtype=jnp.int32)
+    return codes, support, num_atoms, state.residual_sq, state.status
 
 
-def _mp_core(gram, dty, y_norm_sq, k, tol):
-    """MP on ``gram`` (K, K), ``dty`` (B, K), ``y_norm_sq`` (B,), ``tol`` (B,)."""
+def _omp_core(gram, dty, y_norm_sq, k, tol, cap):
+    """OMP on ``gram`` (K, K), ``dty`` (B, K), ``y_norm_sq``/``tol``/``cap`` (B,).
+
+    The batch runs in chunks of a few dozen signals (``lax.map``), sized so each step's
+    working set stays in cache: the solver is bound by memory traffic, not flops.
+    """
+    b, n_atoms = dty.shape
+    chunk = _chunk_size(b, k, n_atoms, dty.dtype.itemsize)
+    pad = (-b) % chunk
+
+    def padded(x, value):
+        return jnp.concatenate([x, jnp.full((pad,) + x.shape[1:], value, x.dtype)]) if pad else x
+
+    args = (padded(dty, 0), padded(y_norm_sq, 0), padded(tol, 1), padded(cap, 0))
+    args = jax.tree.map(lambda x: x.reshape((-1, chunk) + x.shape[1:]), args)
+    out = lax.map(lambda a: _omp_chunk(gram, *a, k), args)
+    codes, support, num_atoms, residual_sq, status = (
+        x.reshape((-1,) + x.shape[2:])[:b] for x in out
+    )
+    finite = jnp.all(jnp.isfinite(codes), axis=1) & jnp.isfinite(residual_sq)
+    status = jnp.where(finite, status, Status.NONFINITE).astype(jnp.int32)
+    return PursuitSolution(codes, support, num_atoms, jnp.maximum(residual_sq, 0.0), status)
+
+
+def _mp_core(gram, dty, y_norm_sq, k, tol, cap):
+    """MP on ``gram`` (K, K), ``dty`` (B, K), ``y_norm_sq``/``tol``/``cap`` (B,)."""
     b, n_atoms = dty.shape
     dtype = dty.dtype
     diag = jnp.real(jnp.diagonal(gram))
     safe = jnp.maximum(diag, jnp.finfo(dtype).tiny)
+    inv_norm = 1.0 / jnp.sqrt(safe)
     rows = jnp.arange(b)
 
     def step(n, carry):
         alpha, codes, support, residual_sq, num, running, status = carry
-        lam = jnp.argmax(jnp.abs(alpha) / jnp.sqrt(safe), axis=1)
+        lam = _argmax_nonneg(jnp.abs(alpha) * inv_norm)
         a_lam = alpha[rows, lam]
         coef = jnp.where(running, a_lam / safe[lam], 0.0)
         alpha = alpha - coef[:, None] * gram[lam]
@@ -189,7 +274,8 @@ def _mp_core(gram, dty, y_norm_sq, k, tol):
         residual_sq = residual_sq - coef * a_lam
         met = running & (residual_sq <= tol)
         status = jnp.where(met, Status.CONVERGED, status).astype(jnp.int32)
-        return alpha, codes, support, residual_sq, num + running, running & ~met, status
+        num = num + running
+        return alpha, codes, support, residual_sq, num, running & ~met & (num < cap), status
 
     init = (
         dty,
@@ -197,25 +283,33 @@ def _mp_core(gram, dty, y_norm_sq, k, tol):
         jnp.full((b, k), -1, jnp.int32),
         y_norm_sq,
         jnp.zeros(b, jnp.int32),
-        y_norm_sq > tol,
+        (y_norm_sq > tol) & (cap > 0),
         jnp.where(y_norm_sq > tol, Status.MAX_STEPS, Status.CONVERGED).astype(jnp.int32),
     )
     _, codes, support, residual_sq, num, _, status = lax.fori_loop(0, k, step, init)
+    finite = jnp.all(jnp.isfinite(codes), axis=1) & jnp.isfinite(residual_sq)
+    status = jnp.where(finite, status, Status.NONFINITE).astype(jnp.int32)
     return PursuitSolution(codes, support, num, jnp.maximum(residual_sq, 0.0), status)
 
 
-def _solve(core, dictionary, y, k, tol) -> PursuitSolution:
-    d, y, k = _inputs(dictionary, y, k, tol)
+def _solve(core, dictionary, y, k, tol, max_atoms, *, k_le_atoms) -> PursuitSolution:
+    d, y, k = _inputs(dictionary, y, k, tol, k_le_atoms=k_le_atoms)
     flat, batch = _flatten(y)
     gram = d.T @ d
     dty = flat @ d
     y_norm_sq = jnp.sum(flat * flat, axis=1)
     tol_b = _tol_array(tol, batch, y.dtype).reshape(-1)
-    sol = core(gram, dty, y_norm_sq, k, tol_b)
+    if max_atoms is None:
+        cap = jnp.full(flat.shape[0], k, jnp.int32)
+    else:
+        if is_concrete(max_atoms) and np.any(np.asarray(max_atoms) < 0):
+            raise ValueError(f"`max_atoms` must be >= 0, got {max_atoms!r}.")
+        cap = jnp.broadcast_to(jnp.asarray(max_atoms, jnp.int32), batch).reshape(-1)
+    sol = core(gram, dty, y_norm_sq, k, tol_b, cap)
     return jax.tree.map(lambda x: x.reshape(batch + x.shape[1:]), sol)
 
 
-def omp_solve(dictionary, y, k: int, tol=None) -> PursuitSolution:
+def omp_solve(dictionary, y, k: int, tol=None, *, max_atoms=None) -> PursuitSolution:
     """Orthogonal matching pursuit with the full solution (support, residual, status).
 
     Same arguments as :func:`omp`; returns a :class:`PursuitSolution`.
@@ -234,10 +328,10 @@ def omp_solve(dictionary, y, k: int, tol=None) -> PursuitSolution:
         Pati, Rezaiifar and Krishnaprasad, Asilomar 1993; Rubinstein, Zibulevsky and Elad,
         Technion CS-2008-08 (Batch-OMP).
     """
-    return _solve(_omp_core, dictionary, y, k, tol)
+    return _solve(_omp_core, dictionary, y, k, tol, max_atoms, k_le_atoms=True)
 
 
-def omp(dictionary, y, k: int, tol=None) -> jax.Array:
+def omp(dictionary, y, k: int, tol=None, *, max_atoms=None) -> jax.Array:
     """Orthogonal matching pursuit of one signal or a batch, selecting up to ``k`` atoms.
 
     At each step the atom with the largest normalized correlation ``|d_j^T r| / |d_j|`` with
@@ -254,6 +348,8 @@ def omp(dictionary, y, k: int, tol=None) -> jax.Array:
         k: maximum number of atoms per signal (static), ``1 <= k <= K``.
         tol: optional squared-residual target (scalar or per signal, traced): a signal stops
             once ``|y - D codes|^2 <= tol``. Unlike scikit-learn, ``k`` still caps the support.
+        max_atoms: optional per-signal cap ``<= k`` on the support size (int, scalar or per
+            signal, traced: a swept sparsity level without a recompile per value).
 
     Returns:
         Codes of shape ``(K,)`` or ``(..., K)``.
@@ -276,10 +372,10 @@ def omp(dictionary, y, k: int, tol=None) -> jax.Array:
         Pati, Rezaiifar and Krishnaprasad, "Orthogonal matching pursuit", Asilomar 1993;
         Rubinstein, Zibulevsky and Elad, Technion CS-2008-08, 2008 (Batch-OMP).
     """
-    return omp_solve(dictionary, y, k, tol).codes
+    return omp_solve(dictionary, y, k, tol, max_atoms=max_atoms).codes
 
 
-def mp_solve(dictionary, y, k: int, tol=None) -> PursuitSolution:
+def mp_solve(dictionary, y, k: int, tol=None, *, max_atoms=None) -> PursuitSolution:
     """Matching pursuit with the full solution (support, residual, status).
 
     Same arguments as :func:`mp`; returns a :class:`PursuitSolution`.
@@ -287,10 +383,10 @@ def mp_solve(dictionary, y, k: int, tol=None) -> PursuitSolution:
     References:
         Mallat and Zhang, IEEE TSP 41(12), 1993.
     """
-    return _solve(_mp_core, dictionary, y, k, tol)
+    return _solve(_mp_core, dictionary, y, k, tol, max_atoms, k_le_atoms=False)
 
 
-def mp(dictionary, y, k: int, tol=None) -> jax.Array:
+def mp(dictionary, y, k: int, tol=None, *, max_atoms=None) -> jax.Array:
     """Matching pursuit of one signal or a batch: ``k`` greedy steps (atoms may repeat).
 
     Each step picks the atom with the largest ``|d_j^T r| / |d_j|``, adds its projection
@@ -301,8 +397,9 @@ def mp(dictionary, y, k: int, tol=None) -> jax.Array:
     Args:
         dictionary: ``(d, K)`` real array, atoms as columns.
         y: ``(d,)`` or ``(..., d)`` signals.
-        k: number of steps (static), ``1 <= k <= K``.
+        k: number of steps (static), ``k >= 1`` (may exceed ``K``: atoms are re-selected).
         tol: optional squared-residual target (scalar or per signal, traced).
+        max_atoms: optional per-signal cap ``<= k`` on the number of steps (traced).
 
     Returns:
         Codes of shape ``(K,)`` or ``(..., K)``.
@@ -321,4 +418,4 @@ def mp(dictionary, y, k: int, tol=None) -> jax.Array:
         Mallat and Zhang, "Matching pursuits with time-frequency dictionaries", IEEE TSP
         41(12), 1993.
     """
-    return mp_solve(dictionary, y, k, tol).codes
+    return mp_solve(dictionary, y, k, tol, max_atoms=max_atoms).codes

@@ -142,3 +142,73 @@ def test_bad_inputs_raise_value_errors():
         pursuit.omp(dic, y, 3, tol=-1.0)
     with pytest.raises(ValueError, match="`y`"):
         pursuit.omp(dic, np.ones((2, 40), int), 3)
+
+
+def test_omp_beyond_the_unrolled_range_uses_the_loop_and_still_equals_scikit_learn():
+    # k > 32 runs a fori_loop over the full active-set width instead of unrolled steps.
+    dic, y, _ = problem(seed=11, d=60, n_atoms=90, batch=6, sparsity=40)
+    k = 36
+    ref = orthogonal_mp_gram(dic.T @ dic, dic.T @ y.T, n_nonzero_coefs=k).T
+    got = np.asarray(pursuit.omp(dic, y, k))
+    np.testing.assert_array_equal(got != 0, ref != 0)
+    np.testing.assert_allclose(got, ref, atol=1e-8)
+
+
+def test_argmax_ties_go_to_the_lowest_index_like_numpy():
+    from jaxspec.pursuit._greedy import _argmax_nonneg
+
+    rng = np.random.default_rng(12)
+    score = np.abs(rng.standard_normal((50, 300)))
+    score[:, 17] = score[:, 200] = score.max(axis=1) + 1.0  # exact ties
+    score[:10] = 0.0  # all tied
+    for dtype in (np.float64, np.float32):
+        got = np.asarray(_argmax_nonneg(jnp.asarray(score, dtype)))
+        np.testing.assert_array_equal(got, np.argmax(score.astype(dtype), axis=1))
+
+
+def test_per_signal_max_atoms_equals_separate_calls_and_is_traced():
+    dic, y, _ = problem(seed=13, batch=6, sparsity=8)
+    caps = np.array([0, 1, 3, 5, 8, 8])
+    run = jax.jit(lambda c: pursuit.omp_solve(dic, y, 8, max_atoms=c))
+    sol = run(caps)
+    np.testing.assert_array_equal(np.asarray(sol.num_atoms), caps)
+    for i, cap in enumerate(caps):
+        if cap == 0:
+            assert not np.any(np.asarray(sol.codes[i]))
+            continue
+        ref = np.asarray(pursuit.omp(dic, y[i], int(cap)))
+        np.testing.assert_allclose(np.asarray(sol.codes[i]), ref, atol=1e-12)
+    mp_sol = pursuit.mp_solve(dic, y, 8, max_atoms=caps)
+    np.testing.assert_array_equal(np.asarray(mp_sol.num_atoms), caps)
+    with pytest.raises(ValueError, match="`max_atoms`"):
+        pursuit.omp(dic, y, 8, max_atoms=-1)
+
+
+def test_omp_reports_a_nearly_dependent_atom_as_stagnated():
+    # Atom 2 = atom 0 + atom 1 + 1e-8 e3. After atoms 0 and 1 the residual is e3, whose only
+    # correlation (1e-8 / sqrt 2, far above round-off) is with atom 2, which adds no numerically
+    # new direction: OMP stops there (scikit-learn warns "linear dependence" and stops too).
+    dic = np.array([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0], [0.0, 0.0, 1e-8]])
+    sol = pursuit.omp_solve(dic, np.array([1.0, -1.0, 1.0]), 3)
+    assert int(sol.status) == Status.STAGNATED
+    assert int(sol.num_atoms) == 2
+    np.testing.assert_allclose(np.asarray(sol.codes), [1.0, -1.0, 0.0], atol=1e-12)
+    np.testing.assert_allclose(float(sol.residual_sq), 1.0, rtol=1e-12)
+
+
+def test_nonfinite_input_is_reported_not_hidden():
+    dic, y, _ = problem(seed=14, batch=3)
+    y = y.copy()
+    y[1, 0] = np.nan
+    for solve in (pursuit.omp_solve, pursuit.mp_solve):
+        sol = solve(dic, y, 4)
+        status = np.asarray(sol.status)
+        assert status[1] == Status.NONFINITE
+        assert np.all(status[[0, 2]] != Status.NONFINITE)
+
+
+def test_mp_may_take_more_steps_than_atoms():
+    dic, y, _ = problem(seed=15, d=8, n_atoms=10, batch=2, sparsity=3)
+    sol = pursuit.mp_solve(dic, y, 25)
+    assert int(np.max(np.asarray(sol.num_atoms))) > 10
+    assert np.all(np.asarray(sol.residual_sq) < 0.5 * np.sum(y * y, axis=1))
