@@ -634,3 +634,33 @@ def _sbl_contracts() -> list[Contract]:
 
 
 REGISTRY += _sbl_contracts()
+
+
+def _pursuit_contracts() -> list[Contract]:
+    """Greedy pursuit of signals (the first argument) on a fixed unit-norm dictionary.
+
+    Codes are linear in ``y`` once the selections are fixed, so gradients are checked too
+    (the example is far from any selection tie).
+    """
+    from jaxspec import pursuit
+
+    rng = np.random.default_rng(21)
+    dic = rng.standard_normal((8, 14))
+    dic /= np.linalg.norm(dic, axis=0)
+    x = np.zeros(14)
+    x[[2, 9]] = [1.5, -1.0]
+    y0 = dic @ x + 0.05 * rng.standard_normal(8)
+
+    def signals(rng, dtype):
+        return (jnp.asarray(y0 + 0.01 * rng.standard_normal((3, 8)), dtype),)
+
+    def omp(y):
+        return pursuit.omp(jnp.asarray(dic, y.dtype), y, 3)
+
+    def mp(y):
+        return pursuit.mp(jnp.asarray(dic, y.dtype), y, 4)
+
+    return [Contract("pursuit.omp", omp, signals), Contract("pursuit.mp", mp, signals)]
+
+
+REGISTRY += _pursuit_contracts()

@@ -1,4 +1,4 @@
-"""The sbl_phase_transition experiment: its OMP against scikit-learn, its basis pursuit
+"""The sbl_phase_transition experiment: its OMP call against scikit-learn, its basis pursuit
 against the LP optimality it promises, and a small run against the reference success rates."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from sklearn.linear_model import orthogonal_mp
 
+from jaxspec import pursuit
 from tests._experiments import load_experiment
 
 pytestmark = pytest.mark.slow  # an experiment end to end: CI's slow step
@@ -21,9 +22,9 @@ def problems(count, m=20, n=40, d=5):
     return [exp.make_problem(k, m, n, d) for k in keys]
 
 
-def test_omp_matches_scikit_learn():
+def test_omp_as_called_by_the_experiment_matches_scikit_learn():
     for a, y, _, _ in problems(5, d=6):
-        ours = np.asarray(exp.omp(a, y, 6))
+        ours = np.asarray(pursuit.omp(a, y, 20, max_atoms=6))
         ref = orthogonal_mp(np.asarray(a), np.asarray(y), n_nonzero_coefs=6)
         np.testing.assert_allclose(ours, ref, atol=1e-10)
 
