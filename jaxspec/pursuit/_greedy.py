@@ -27,6 +27,7 @@ References:
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -125,8 +126,13 @@ def _chunk_size(batch: int, k: int, n_atoms: int, itemsize: int) -> int:
     return max(1, min(chunk, batch))
 
 
-# Python-unrolled steps (static slices of the active set) up to this k; a fori_loop above.
-_UNROLL_MAX_K = 32
+# Active-set widths up to this use the fused sum of gathered Gram rows; wider ones a batched
+# matrix-vector product.
+_FUSED_MAX_WIDTH = 64
+
+
+def _phase_step(step, width, n, state):
+    return step(n, state, width)
 
 
 class _OMPState(NamedTuple):
@@ -171,7 +177,7 @@ def _omp_chunk(gram, dty, y_norm_sq, tol, cap, k):
     )
     slots = jnp.arange(k)
 
-    def step(n, s: _OMPState, width: int, unrolled: bool) -> _OMPState:
+    def step(n, s: _OMPState, width: int) -> _OMPState:
         score = jnp.abs(s.alpha) * inv_norm
         lam = _argmax_nonneg(score)
         best = jnp.take_along_axis(score, lam[:, None], 1)[:, 0]
@@ -183,11 +189,12 @@ def _omp_chunk(gram, dty, y_norm_sq, tol, cap, k):
         w = jnp.einsum("bji,bj->bi", f, g_sel)
         v = jnp.einsum("bij,bj->bi", f, w)
         delta_sq = g_ll - jnp.sum(w * w, axis=1)
-        if unrolled:  # one fused elementwise pass over the gathered rows (no (b, n, K) copy)
-            p_n = g_row - sum(v[:, j, None] * gram[sup[:, j]] for j in range(n)) if n else g_row
+        # p_n = delta * D^T q_n. Up to _FUSED_MAX_WIDTH, a sum of gathered rows that XLA
+        # fuses into one elementwise pass (no (b, width, K) copy of the rows).
+        if width <= _FUSED_MAX_WIDTH:
+            p_n = g_row - sum(v[:, j, None] * gram[sup[:, j]] for j in range(width))
         else:
             p_n = g_row - jnp.einsum("bj,bjk->bk", v, gram[sup])
-        # p_n = delta * D^T q_n
         orthogonal = best <= floor  # correlations at the round-off of the first ones
         dependent = delta_sq <= 100 * eps * g_ll
         ok = s.running & ~orthogonal & ~dependent
@@ -213,11 +220,13 @@ def _omp_chunk(gram, dty, y_norm_sq, tol, cap, k):
             status=status.astype(jnp.int32),
         )
 
-    if k <= _UNROLL_MAX_K:
-        for n in range(k):
-            state = step(n, state, max(n, 1), True)
-    else:
-        state = lax.fori_loop(0, k, lambda n, s: step(n, s, k, False), state)
+    # Steps [0, 4), [4, 8), [8, 16), ... run as loops whose active-set width is the phase's
+    # end: a few compiled bodies (not k unrolled steps) and about 3/4 of the work of exact
+    # widths (full width every step would double it).
+    start, end = 0, min(4, k)
+    while start < k:
+        state = lax.fori_loop(start, end, functools.partial(_phase_step, step, end), state)
+        start, end = end, min(2 * end, k)
     gamma = jnp.einsum("bij,bj->bi", state.inv_factor, state.coef)
     rows = jnp.arange(b)[:, None]
     codes = (
