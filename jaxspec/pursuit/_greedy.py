@@ -301,12 +301,18 @@ def _mp_core(gram, dty, y_norm_sq, k, tol, cap):
     return PursuitSolution(codes, support, num, jnp.maximum(residual_sq, 0.0), status)
 
 
-def _solve(core, dictionary, y, k, tol, max_atoms, *, k_le_atoms) -> PursuitSolution:
-    d, y, k = _inputs(dictionary, y, k, tol, k_le_atoms=k_le_atoms)
-    flat, batch = _flatten(y)
+@functools.partial(jax.jit, static_argnames=("core", "k"))
+def _run_core(core, d, flat, k, tol_b, cap) -> PursuitSolution:
+    # jitted as a whole, so an eager call compiles once per shape instead of per call
     gram = d.T @ d
     dty = flat @ d
     y_norm_sq = jnp.sum(flat * flat, axis=1)
+    return core(gram, dty, y_norm_sq, k, tol_b, cap)
+
+
+def _solve(core, dictionary, y, k, tol, max_atoms, *, k_le_atoms) -> PursuitSolution:
+    d, y, k = _inputs(dictionary, y, k, tol, k_le_atoms=k_le_atoms)
+    flat, batch = _flatten(y)
     tol_b = _tol_array(tol, batch, y.dtype).reshape(-1)
     if max_atoms is None:
         cap = jnp.full(flat.shape[0], k, jnp.int32)
@@ -314,7 +320,7 @@ def _solve(core, dictionary, y, k, tol, max_atoms, *, k_le_atoms) -> PursuitSolu
         if is_concrete(max_atoms) and np.any(np.asarray(max_atoms) < 0):
             raise ValueError(f"`max_atoms` must be >= 0, got {max_atoms!r}.")
         cap = jnp.broadcast_to(jnp.asarray(max_atoms, jnp.int32), batch).reshape(-1)
-    sol = core(gram, dty, y_norm_sq, k, tol_b, cap)
+    sol = _run_core(core, d, flat, k, tol_b, cap)
     return jax.tree.map(lambda x: x.reshape(batch + x.shape[1:]), sol)
 
 

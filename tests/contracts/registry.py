@@ -637,10 +637,12 @@ REGISTRY += _sbl_contracts()
 
 
 def _pursuit_contracts() -> list[Contract]:
-    """Greedy pursuit of signals (the first argument) on a fixed unit-norm dictionary.
+    """Sparse coding of signals (the first argument) on a fixed unit-norm dictionary.
 
-    Codes are linear in ``y`` once the selections are fixed, so gradients are checked too
-    (the example is far from any selection tie).
+    Greedy pursuit: codes are linear in ``y`` once the selections are fixed, so gradients are
+    checked too (the example is far from any selection tie). Thresholds: elementwise, with
+    examples away from their kinks. ISTA/FISTA: ``while_loop``, no reverse mode. LISTA: a
+    ``scan`` of thresholded layers, differentiable in ``y``.
     """
     from jaxspec import pursuit
 
@@ -660,7 +662,104 @@ def _pursuit_contracts() -> list[Contract]:
     def mp(y):
         return pursuit.mp(jnp.asarray(dic, y.dtype), y, 4)
 
-    return [Contract("pursuit.omp", omp, signals), Contract("pursuit.mp", mp, signals)]
+    # -- thresholds: elementwise, (v, lam[, a_norm, step]); the examples sit away from every
+    # threshold and kink (|v| drawn from bands between them), so the FD gradients are those of
+    # a smooth piece and bfloat16 rounding cannot cross a threshold.
+    def _banded(bands, shape=(4, 6)):
+        def draw(rng):
+            lo, hi = np.asarray(bands, float)[rng.integers(len(bands), size=shape)].T
+            mag = rng.uniform(lo.T, hi.T)
+            return np.where(rng.random(shape) < 0.5, -mag, mag)
+
+        return draw
+
+    def _thresholded(bands, lam):
+        draw = _banded(bands)
+
+        def make(rng, dtype):
+            return jnp.asarray(draw(rng), dtype), jnp.asarray(lam, dtype)
+
+        return make
+
+    # cel0 with step 0.5, lam 0.5 and atom norms a in [0.9, 1.1] (per column): 0 below
+    # 0.5 a <= 0.55, shrunk up to 1 / a >= 0.91, kept above 1 / a <= 1.12.
+    cel0_draw = _banded([(0.05, 0.35), (0.65, 0.82), (1.4, 3.0)])
+
+    def cel0_args(rng, dtype):
+        return (
+            jnp.asarray(cel0_draw(rng), dtype),
+            jnp.asarray(0.5, dtype),
+            jnp.asarray(np.linspace(0.9, 1.1, 6), dtype),
+            jnp.asarray(0.5, dtype),
+        )
+
+    thresholds = [
+        # soft: 0 below lam = 1, shifted above
+        Contract(
+            "pursuit.soft_threshold",
+            pursuit.soft_threshold,
+            _thresholded([(0.05, 0.7), (1.3, 3.0)], 1.0),
+            dtypes=WITH_BF16,
+        ),
+        # hard: threshold sqrt(2 lam) = 1
+        Contract(
+            "pursuit.hard_threshold",
+            pursuit.hard_threshold,
+            _thresholded([(0.05, 0.7), (1.3, 3.0)], 0.5),
+            dtypes=WITH_BF16,
+        ),
+        # half: threshold 3/2 lam^(2/3) = 0.945 for lam = 0.5
+        Contract(
+            "pursuit.half_threshold",
+            pursuit.half_threshold,
+            _thresholded([(0.05, 0.6), (1.5, 3.0)], 0.5),
+            dtypes=WITH_BF16,
+        ),
+        Contract("pursuit.cel0_threshold", pursuit.cel0_threshold, cel0_args, dtypes=WITH_BF16),
+    ]
+
+    # -- ISTA / FISTA: codes (and objective) of the signals; tol = 0 runs the full budget, so
+    # float32 and float64 take the same steps. while_loop: no reverse mode (grad=False).
+    lam = 0.1
+
+    def ista(y):
+        sol = pursuit.ista(jnp.asarray(dic, y.dtype), y, lam, max_steps=40, tol=0.0)
+        return sol.codes, sol.objective
+
+    def fista(y):
+        sol = pursuit.fista(jnp.asarray(dic, y.dtype), y, lam, max_steps=40, tol=0.0)
+        return sol.codes, sol.objective
+
+    def ista_tol(y):  # per-signal stopping: vmap == loop must hold with frozen signals too
+        sol = pursuit.ista(jnp.asarray(dic, y.dtype), y, lam, max_steps=400, tol=1e-3)
+        return sol.codes, sol.objective
+
+    # -- LISTA from the dictionary (3 ISTA layers), a function of the signals; soft
+    # thresholds, so the codes are piecewise linear in y (no pre-activation near a kink here).
+    def lista(y):
+        net = pursuit.LISTA.from_dictionary(jnp.asarray(dic, y.dtype), lam, num_layers=3)
+        return net(y)
+
+    def lista_half(y):
+        net = pursuit.LISTA.from_dictionary(
+            jnp.asarray(dic, y.dtype), 0.05, num_layers=2, threshold="half"
+        )
+        return net(y)
+
+    iterative = [
+        Contract("pursuit.ista", ista, signals, grad=False),
+        Contract("pursuit.fista", fista, signals, grad=False),
+        Contract("pursuit.ista[tol]", ista_tol, signals, dtypes=(jnp.float64,), grad=False),
+        Contract("pursuit.LISTA", lista, signals),
+        Contract("pursuit.LISTA[half]", lista_half, signals),
+    ]
+
+    return [
+        Contract("pursuit.omp", omp, signals),
+        Contract("pursuit.mp", mp, signals),
+        *thresholds,
+        *iterative,
+    ]
 
 
 REGISTRY += _pursuit_contracts()
