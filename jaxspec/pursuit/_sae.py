@@ -64,7 +64,7 @@ MP_GRADIENTS: tuple[str, ...] = ("full", "lean", "decoder")
 
 
 def _float_dtype(dtype: Any) -> np.dtype:
-    dtype = jnp.dtype(float) if dtype is None else jnp.dtype(dtype)
+    dtype = jax.dtypes.canonicalize_dtype(float if dtype is None else dtype)
     if not jnp.issubdtype(dtype, jnp.floating):
         raise ValueError(f"`dtype` must be a floating dtype, got {dtype}.")
     return dtype
@@ -278,10 +278,12 @@ class MPSAE(AbstractSAE):
     with one trained model.
 
     Differences from the paper's code: ``max_steps`` bounds the pursuit (the paper loops until
-    every sample stops; a sample of the paper runs at most ``K + 1`` steps, so
-    ``max_steps=K + 1`` reproduces it exactly), and :meth:`project` (called by
-    :func:`train_sae` after each update) keeps the atoms on the unit sphere, whereas the paper
-    normalises them only at initialisation.
+    every sample stops; each of its samples stops within ``K + 1`` steps, so the default
+    ``max_steps = K + 1`` reproduces it; a smaller budget trades exactness for speed, as
+    SAELens's ``max_iterations``); a sample with ``|x - b_pre| < threshold`` takes no step
+    (the paper applies one before testing); and :meth:`project` (called by :func:`train_sae`
+    after each update) keeps the atoms on the unit sphere, whereas the paper normalises them
+    only at initialisation.
 
     Attributes:
         dictionary: ``(d, K)`` atoms as columns (the decoder; tied encoder).
@@ -340,7 +342,7 @@ class MPSAE(AbstractSAE):
             dictionary: ``(d, K)`` atoms as columns, used as given (call :meth:`project`
                 to normalise them).
             threshold: residual-norm threshold ``> 0`` of the stopping rule.
-            max_steps: pursuit steps, ``>= 1`` (static); default ``K``.
+            max_steps: pursuit steps, ``>= 1`` (static); default ``K + 1``.
             fixed_k: run exactly this many steps per sample, ignoring the stopping rule
                 (``stop="none"``); excludes ``max_steps``.
             b_pre: optional ``(d,)`` pre-bias.
@@ -361,7 +363,7 @@ class MPSAE(AbstractSAE):
         if fixed_k is not None:
             self.max_steps, self.stop = check_int(fixed_k, "fixed_k"), "none"
         else:
-            steps = num_latents if max_steps is None else max_steps
+            steps = num_latents + 1 if max_steps is None else max_steps
             self.max_steps, self.stop = check_int(steps, "max_steps"), "both"
         self.gradient = check_choice(gradient, "gradient", MP_GRADIENTS)
         if b_pre is not None:
@@ -487,7 +489,8 @@ class ReLUSAE(AbstractSAE):
         b_enc: ``(K,)`` encoder bias.
         decoder: ``(d, K)`` atoms as columns.
         b_dec: ``(d,)`` decoder bias, also subtracted from the input.
-        l1_coeff: penalty weight (static). It depends on the scale of the data.
+        l1_coeff: penalty weight (an array, so it can be swept under ``vmap``; not trained).
+            It depends on the scale of the data.
         normalize_decoder: whether :meth:`project` normalises the decoder columns (static).
 
     Example:
@@ -507,8 +510,10 @@ class ReLUSAE(AbstractSAE):
     b_enc: jax.Array
     decoder: jax.Array
     b_dec: jax.Array
-    l1_coeff: float = eqx.field(static=True)
+    l1_coeff: jax.Array
     normalize_decoder: bool = eqx.field(static=True)
+
+    frozen_fields: ClassVar[tuple[str, ...]] = ("l1_coeff",)
 
     def __init__(self, w_enc, b_enc, decoder, b_dec, *, l1_coeff=1e-2, normalize_decoder=False):
         """Build from the weights (see :meth:`init`).
@@ -521,7 +526,7 @@ class ReLUSAE(AbstractSAE):
             w_enc, b_enc, decoder, b_dec
         )
         check_nonnegative(l1_coeff, "l1_coeff")
-        self.l1_coeff = float(l1_coeff)
+        self.l1_coeff = jnp.asarray(l1_coeff, self.decoder.dtype)  # traced: sweepable
         self.normalize_decoder = bool(normalize_decoder)
 
     @classmethod
@@ -968,8 +973,10 @@ class JumpReLUSAE(AbstractSAE):
     decoder: jax.Array
     b_dec: jax.Array
     log_threshold: jax.Array
+    l0_coeff: jax.Array
     bandwidth: float = eqx.field(static=True)
-    l0_coeff: float = eqx.field(static=True)
+
+    frozen_fields: ClassVar[tuple[str, ...]] = ("l0_coeff",)
 
     def __init__(
         self, w_enc, b_enc, decoder, b_dec, log_threshold, *, bandwidth=0.001, l0_coeff=1e-2
@@ -993,7 +1000,7 @@ class JumpReLUSAE(AbstractSAE):
         check_positive(bandwidth, "bandwidth")
         check_nonnegative(l0_coeff, "l0_coeff")
         self.bandwidth = float(bandwidth)
-        self.l0_coeff = float(l0_coeff)
+        self.l0_coeff = jnp.asarray(l0_coeff, self.decoder.dtype)  # traced: sweepable
 
     @classmethod
     def init(

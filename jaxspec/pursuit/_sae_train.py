@@ -166,18 +166,20 @@ def train_sae(
 ) -> tuple[AbstractSAE, dict[str, jax.Array]]:
     """Train a sparse autoencoder by minibatch gradient steps on an in-memory data array.
 
-    Each step draws ``batch_size`` rows of ``data`` (a fresh random permutation per epoch of
-    ``N // batch_size`` steps, so no row repeats within an epoch), evaluates
-    ``model.loss`` on them, applies one ``optimizer`` update to the trainable arrays (every
-    floating array except the model's ``frozen_fields``, e.g. thresholds), then
+    Each step
 
-    1. optionally (``remove_parallel_grad``, OpenAI's recipe) first removes from the gradient
-       of each decoder atom its component along that atom, so a step moves unit-norm atoms
+    1. draws ``batch_size`` rows of ``data`` (a fresh random permutation per epoch of
+       ``N // batch_size`` steps, so no row repeats within an epoch) and differentiates the
+       model's training loss on them;
+    2. optionally (``remove_parallel_grad``, OpenAI's recipe) removes from the gradient of
+       each decoder atom its component along that atom, so the step moves unit-norm atoms
        tangentially to the sphere;
-    2. re-applies the constraints, ``model.project()`` (unit-norm decoder atoms);
-    3. lets the model update its state from the step's codes (the :class:`BatchTopKSAE`
+    3. applies one ``optimizer`` update to the trainable arrays (every floating array except
+       the model's ``frozen_fields``, e.g. thresholds);
+    4. re-applies the constraints, ``model.project()`` (unit-norm decoder atoms);
+    5. lets the model update its state from the step's codes (the :class:`BatchTopKSAE`
        threshold EMA);
-    4. updates the dead-latent counter: steps since each latent was last nonzero on a
+    6. updates the dead-latent counter: steps since each latent was last nonzero on a
        training batch. A latent is dead when its counter is ``>= dead_window``; with
        ``aux=True`` the dead mask is passed to the loss (the aux-K loss of
        :class:`TopKSAE` and :class:`BatchTopKSAE`; the other models ignore it).
@@ -196,7 +198,7 @@ def train_sae(
         dead_window: steps without firing after which a latent counts as dead, ``>= 1``
             (SAELens's ``dead_feature_window`` is 1000 steps).
         aux: pass the dead mask to the loss (auxiliary dead-latent loss).
-        remove_parallel_grad: project the decoder gradient as in step 1.
+        remove_parallel_grad: project the decoder gradient as in step 2.
         log_every: history entries average blocks of this many steps (the last block may be
             shorter).
 
