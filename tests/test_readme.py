@@ -69,6 +69,22 @@ def test_sbl_example_runs_and_is_short():
     assert int(np.argmax(np.abs(np.asarray(kro.mean)))) == int(np.argmax(namespace["xk"]))
 
 
+@pytest.mark.slow
+def test_pursuit_example_runs_and_is_short():
+    blocks = _python_blocks((ROOT / "README.md").read_text())
+    example = next(b for b in blocks if "from jaxspec import pursuit" in b)
+    assert len(example.strip().splitlines()) <= 15
+    namespace: dict = {}
+    exec(compile(example, "README.md", "exec"), namespace)  # noqa: S102
+    import numpy as np
+
+    codes, x = np.asarray(namespace["codes"]), np.asarray(namespace["x"])
+    np.testing.assert_allclose(codes, x, atol=1e-4)  # exact recovery of the 16-sparse codes
+    assert np.all(np.asarray(namespace["sol"].status) == 0)
+    hist = namespace["hist"]
+    assert float(hist["fvu"][-1]) < float(hist["fvu"][0])
+
+
 def test_ci_runs_the_readme_commands():
     readme = (ROOT / "README.md").read_text()
     ci = (ROOT / ".ci" / "run").read_text()

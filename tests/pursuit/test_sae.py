@@ -76,7 +76,8 @@ def mp_sae_numpy(atoms, x, threshold):
 def test_mpsae_encode_is_unrolled_mp_and_the_paper_loop(threshold):
     atoms = unit_atoms()
     x = sparse_data(12, sparsity=3) + 0.05 * np.random.default_rng(5).standard_normal((12, D))
-    sae = MPSAE(atoms, threshold=threshold, max_steps=K + 1)
+    sae = MPSAE(atoms, threshold=threshold)
+    assert sae.max_steps == K + 1  # the default budget covers the paper's loop
     codes = np.asarray(sae.encode(x))
     ref = unrolled_mp(
         atoms, x, K + 1, selection="relu", reselect=True, stop="both", threshold=threshold

@@ -48,9 +48,10 @@ def make(name, key, dtype):
     return JumpReLUSAE.init(key, D, K, l0_coeff=1e-2, bandwidth=0.05, dtype=dtype)
 
 
-# (model, dtype, aux, remove_parallel_grad, fvu_final / fvu_init bound measured x ~2-3)
+# (model, dtype, aux, remove_parallel_grad, bound on fvu_final / fvu_init); measured ratios:
+# mp 0.058, relu 0.006, topk 0.12, batchtopk 0.14, jumprelu 0.0014
 CASES = [
-    ("mp", np.float64, False, False, 0.1),
+    ("mp", np.float64, False, False, 0.15),
     ("relu", np.float32, False, False, 0.05),
     ("topk", np.float64, True, True, 0.3),
     ("batchtopk", np.float64, True, False, 0.3),
