@@ -35,8 +35,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxspec._checks import as_float_array, check_int, check_positive, is_concrete
+from jaxspec._checks import check_int, check_positive, is_concrete
 from jaxspec._status import Status
+from jaxspec.pursuit._common import dictionary_and_signals
 
 
 class PursuitSolution(NamedTuple):
@@ -63,15 +64,7 @@ class PursuitSolution(NamedTuple):
 
 
 def _inputs(dictionary, y, k, tol, *, k_le_atoms: bool):
-    d = as_float_array(dictionary, "dictionary", min_ndim=2)
-    if d.ndim != 2:
-        raise ValueError(f"`dictionary` must have shape (d, K), got {tuple(d.shape)}.")
-    y = as_float_array(y, "y", min_ndim=1)
-    if y.shape[-1] != d.shape[0]:
-        raise ValueError(
-            f"`y` must have last axis d = {d.shape[0]} (the dictionary's rows), got shape "
-            f"{tuple(y.shape)}."
-        )
+    d, y = dictionary_and_signals(dictionary, y)
     k = check_int(k, "k")
     if k_le_atoms and k > d.shape[1]:
         raise ValueError(f"`k` must be <= the number of atoms K = {d.shape[1]}, got {k}.")

@@ -33,6 +33,7 @@ from jax import lax
 
 from jaxspec._checks import as_float_array, check_choice, check_int, check_positive
 from jaxspec._status import Status
+from jaxspec.pursuit._common import dictionary_and_signals
 from jaxspec.pursuit._thresholds import THRESHOLDS, check_nonnegative, penalty, prox
 
 
@@ -92,15 +93,7 @@ def _broadcast(value, name: str, shape: tuple[int, ...], what: str):
 
 
 def _inputs(dictionary, y, lam, threshold, step, max_steps, tol, accelerate, init):
-    d = as_float_array(dictionary, "dictionary", min_ndim=2)
-    if d.ndim != 2:
-        raise ValueError(f"`dictionary` must have shape (d, K), got {tuple(d.shape)}.")
-    y = as_float_array(y, "y", min_ndim=1)
-    if y.shape[-1] != d.shape[0]:
-        raise ValueError(
-            f"`y` must have last axis d = {d.shape[0]} (the dictionary's rows), got shape "
-            f"{tuple(y.shape)}."
-        )
+    d, y = dictionary_and_signals(dictionary, y)
     check_choice(threshold, "threshold", THRESHOLDS)
     max_steps = check_int(max_steps, "max_steps")
     if not isinstance(accelerate, bool | np.bool_):
