@@ -333,7 +333,9 @@ def unrolled_mp(
         if threshold is None:
             raise ValueError(f"`threshold` is required for stop={stop!r}.")
         check_positive(threshold, "threshold")
-        thr = as_float_array(threshold, "threshold")
+        thr = jnp.asarray(threshold)
+        if np.dtype(thr.dtype).kind not in "fiu" and thr.dtype != jnp.bfloat16:
+            raise ValueError(f"`threshold` must be a real number or array, got dtype {thr.dtype}.")
         try:
             shape = np.broadcast_shapes(thr.shape, batch)
         except ValueError:

@@ -754,11 +754,25 @@ def _pursuit_contracts() -> list[Contract]:
         Contract("pursuit.LISTA[half]", lista_half, signals),
     ]
 
+    def unrolled(gradient):
+        def fn(y):
+            out = pursuit.unrolled_mp(
+                jnp.asarray(dic, y.dtype), y, 4, threshold=0.05, gradient=gradient
+            )
+            return out.codes, out.residual
+
+        return fn
+
+    unrolled_contracts = [
+        Contract(f"pursuit.unrolled_mp[{g}]", unrolled(g), signals) for g in ("full", "lean")
+    ]
+
     return [
         Contract("pursuit.omp", omp, signals),
         Contract("pursuit.mp", mp, signals),
         *thresholds,
         *iterative,
+        *unrolled_contracts,
     ]
 
 
