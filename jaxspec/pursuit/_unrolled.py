@@ -32,7 +32,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxspec._checks import as_float_array, check_choice, check_int, check_positive
+from jaxspec._checks import check_choice, check_int, check_positive
+from jaxspec.pursuit._common import dictionary_and_signals
 
 _SELECTIONS = ("relu", "abs", "signed")
 _STOPS = ("support", "residual", "both", "none")
@@ -306,15 +307,7 @@ def unrolled_mp(
         Costa, Fel, Lubana, Tolooshams and Ba, "From flat to hierarchical: extracting sparse
         representations with matching pursuit", arXiv:2506.03093, NeurIPS 2025.
     """
-    d = as_float_array(dictionary, "dictionary", min_ndim=2)
-    if d.ndim != 2:
-        raise ValueError(f"`dictionary` must have shape (d, K), got {tuple(d.shape)}.")
-    x = as_float_array(x, "x", min_ndim=1)
-    if x.shape[-1] != d.shape[0]:
-        raise ValueError(
-            f"`x` must have last axis d = {d.shape[0]} (the dictionary's rows), got shape "
-            f"{tuple(x.shape)}."
-        )
+    d, x = dictionary_and_signals(dictionary, x, "x")
     steps = check_int(max_steps, "max_steps")
     selection = check_choice(selection, "selection", _SELECTIONS)
     stop = check_choice(stop, "stop", _STOPS)
