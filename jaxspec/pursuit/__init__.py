@@ -1,7 +1,8 @@
 """Pursuit: batched greedy pursuit, iterative thresholding, and sparse autoencoders.
 
 * Greedy pursuit: :func:`omp` / :func:`omp_solve` (Batch-OMP, exact least squares on the
-  support) and :func:`mp` / :func:`mp_solve`, batched and jit-compiled.
+  support), :func:`omp_gram` (from a precomputed Gram matrix) and :func:`mp` /
+  :func:`mp_solve`, batched and jit-compiled.
 * Iterative thresholding: :func:`ista` / :func:`fista` with soft (l1), hard (l0), half
   (l1/2) and CEL0 thresholds, and learned unrolling (:class:`LISTA`, :func:`fit_lista`).
 * Differentiable matching pursuit: :func:`unrolled_mp` (full, memory-lean and decoder-only
@@ -24,7 +25,7 @@ References:
     Comput. Biol. 19(9), 2023.
 """
 
-from jaxspec.pursuit._greedy import PursuitSolution, mp, mp_solve, omp, omp_solve
+from jaxspec.pursuit._greedy import PursuitSolution, mp, mp_solve, omp, omp_gram, omp_solve
 from jaxspec.pursuit._ista import IstaSolution, fista, ista
 from jaxspec.pursuit._lista import LISTA, fit_lista
 from jaxspec.pursuit._sae import (
@@ -67,6 +68,7 @@ __all__ = [
     "mp",
     "mp_solve",
     "omp",
+    "omp_gram",
     "omp_solve",
     "reconstruction_metrics",
     "sae_metrics",

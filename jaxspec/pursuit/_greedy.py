@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxspec._checks import check_int, check_positive, is_concrete
+from jaxspec._checks import as_float_array, check_int, check_positive, is_concrete
 from jaxspec._status import Status
 from jaxspec.pursuit._common import dictionary_and_signals
 
@@ -303,17 +303,92 @@ def _run_core(core, d, flat, k, tol_b, cap) -> PursuitSolution:
     return core(gram, dty, y_norm_sq, k, tol_b, cap)
 
 
+def _caps(max_atoms, k, batch) -> jax.Array:
+    if max_atoms is None:
+        return jnp.full(batch, k, jnp.int32).reshape(-1)
+    if is_concrete(max_atoms) and np.any(np.asarray(max_atoms) < 0):
+        raise ValueError(f"`max_atoms` must be >= 0, got {max_atoms!r}.")
+    return jnp.broadcast_to(jnp.asarray(max_atoms, jnp.int32), batch).reshape(-1)
+
+
 def _solve(core, dictionary, y, k, tol, max_atoms, *, k_le_atoms) -> PursuitSolution:
     d, y, k = _inputs(dictionary, y, k, tol, k_le_atoms=k_le_atoms)
     flat, batch = _flatten(y)
     tol_b = _tol_array(tol, batch, y.dtype).reshape(-1)
-    if max_atoms is None:
-        cap = jnp.full(flat.shape[0], k, jnp.int32)
-    else:
-        if is_concrete(max_atoms) and np.any(np.asarray(max_atoms) < 0):
-            raise ValueError(f"`max_atoms` must be >= 0, got {max_atoms!r}.")
-        cap = jnp.broadcast_to(jnp.asarray(max_atoms, jnp.int32), batch).reshape(-1)
-    sol = _run_core(core, d, flat, k, tol_b, cap)
+    sol = _run_core(core, d, flat, k, tol_b, _caps(max_atoms, k, batch))
+    return jax.tree.map(lambda x: x.reshape(batch + x.shape[1:]), sol)
+
+
+@functools.partial(jax.jit, static_argnames=("k",))
+def _run_gram(gram, dty, y_norm_sq, k, tol_b, cap) -> PursuitSolution:
+    return _omp_core(gram, dty, y_norm_sq, k, tol_b, cap)
+
+
+def omp_gram(gram, dty, norms_squared, k: int, tol=None, *, max_atoms=None) -> PursuitSolution:
+    """OMP from a precomputed Gram matrix and correlations (no dictionary, no signals).
+
+    The Gram/precomputed mode of :func:`omp_solve` (scikit-learn's ``orthogonal_mp_gram``):
+    useful when ``G = D^T D`` is reused across many calls or ``D^T y`` comes from elsewhere
+    (a sparse or structured operator). Same selection rule, stopping and statuses.
+
+    Args:
+        gram: ``(K, K)`` symmetric Gram matrix ``D^T D`` of the atoms.
+        dty: ``(K,)`` or ``(..., K)`` correlations ``D^T y``.
+        norms_squared: ``|y|^2`` per signal, scalar or the batch shape (traced): the
+            residual is tracked from it, and it scales the round-off floor below which a
+            correlation counts as zero.
+        k: maximum number of atoms (static), ``1 <= k <= K``.
+        tol: optional squared-residual target (traced).
+        max_atoms: optional per-signal cap ``<= k`` (traced).
+
+    Returns:
+        A :class:`PursuitSolution` (codes of shape ``(..., K)``).
+
+    Raises:
+        ValueError: naming the argument, for a ``gram`` that is not square, ``dty`` whose last
+            axis is not ``K``, ``k`` outside ``[1, K]``, or a concrete ``tol`` that is not
+            positive.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from jaxspec import pursuit
+        >>> D = jax.random.normal(jax.random.key(0), (32, 64))
+        >>> D = D / jnp.linalg.norm(D, axis=0)
+        >>> x = jnp.zeros(64).at[jnp.array([3, 17, 40])].set(jnp.array([1.0, -2.0, 0.5]))
+        >>> y = D @ x
+        >>> sol = pursuit.omp_gram(D.T @ D, D.T @ y, y @ y, 3)
+        >>> bool(jnp.allclose(sol.codes, x, atol=1e-5))
+        True
+
+    References:
+        Rubinstein, Zibulevsky and Elad, Technion CS-2008-08, 2008 (Batch-OMP).
+    """
+    g = as_float_array(gram, "gram", min_ndim=2)
+    if g.ndim != 2 or g.shape[0] != g.shape[1]:
+        raise ValueError(f"`gram` must be a square (K, K) matrix, got shape {tuple(g.shape)}.")
+    c = as_float_array(dty, "dty", min_ndim=1)
+    if c.shape[-1] != g.shape[0]:
+        raise ValueError(
+            f"`dty` must have last axis K = {g.shape[0]} (the Gram matrix's size), got shape "
+            f"{tuple(c.shape)}."
+        )
+    k = check_int(k, "k")
+    if k > g.shape[0]:
+        raise ValueError(f"`k` must be <= the number of atoms K = {g.shape[0]}, got {k}.")
+    if tol is not None:
+        check_positive(tol, "tol")
+    ns = as_float_array(norms_squared, "norms_squared")
+    dtype = jnp.result_type(g, c)
+    flat, batch = _flatten(c.astype(dtype))
+    try:
+        y_norm_sq = jnp.broadcast_to(ns.astype(dtype), batch).reshape(-1)
+    except ValueError:
+        raise ValueError(
+            f"`norms_squared` must be a scalar or have the batch shape {batch}, got shape "
+            f"{tuple(ns.shape)}."
+        ) from None
+    tol_b = _tol_array(tol, batch, dtype).reshape(-1)
+    sol = _run_gram(g.astype(dtype), flat, y_norm_sq, k, tol_b, _caps(max_atoms, k, batch))
     return jax.tree.map(lambda x: x.reshape(batch + x.shape[1:]), sol)
 
 

@@ -767,8 +767,13 @@ def _pursuit_contracts() -> list[Contract]:
         Contract(f"pursuit.unrolled_mp[{g}]", unrolled(g), signals) for g in ("full", "lean")
     ]
 
+    def omp_gram(y):  # the correlations are the argument; |y|^2 a fixed scalar
+        g = jnp.asarray(dic.T @ dic, y.dtype)
+        return pursuit.omp_gram(g, y @ jnp.asarray(dic, y.dtype), jnp.asarray(1.0, y.dtype), 3)
+
     return [
         Contract("pursuit.omp", omp, signals),
+        Contract("pursuit.omp_gram", lambda y: omp_gram(y).codes, signals),
         Contract("pursuit.mp", mp, signals),
         *thresholds,
         *iterative,

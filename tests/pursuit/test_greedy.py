@@ -212,3 +212,25 @@ def test_mp_may_take_more_steps_than_atoms():
     sol = pursuit.mp_solve(dic, y, 25)
     assert int(np.max(np.asarray(sol.num_atoms))) > 10
     assert np.all(np.asarray(sol.residual_sq) < 0.5 * np.sum(y * y, axis=1))
+
+
+def test_omp_gram_equals_scikit_learn_and_omp_solve():
+    dic, y, _ = problem(seed=16, batch=10)
+    y = y + 0.05 * np.random.default_rng(17).standard_normal(y.shape)
+    gram, dty, norms = dic.T @ dic, y @ dic, np.sum(y * y, axis=1)
+    sol = pursuit.omp_gram(gram, dty, norms, 6)
+    ref = orthogonal_mp_gram(gram, dty.T, n_nonzero_coefs=6).T
+    np.testing.assert_allclose(np.asarray(sol.codes), ref, atol=1e-10)
+    full = pursuit.omp_solve(dic, y, 6)
+    np.testing.assert_allclose(np.asarray(sol.residual_sq), np.asarray(full.residual_sq), rtol=1e-9)
+    tol_sol = pursuit.omp_gram(gram, dty, norms, 20, tol=0.05)
+    ref_tol = orthogonal_mp_gram(gram, dty.T, tol=0.05, norms_squared=norms).T
+    np.testing.assert_array_equal(np.asarray(tol_sol.codes) != 0, ref_tol != 0)
+    with pytest.raises(ValueError, match="`gram`"):
+        pursuit.omp_gram(gram[:, :-1], dty, norms, 3)
+    with pytest.raises(ValueError, match="`dty`"):
+        pursuit.omp_gram(gram, dty[:, :-1], norms, 3)
+    with pytest.raises(ValueError, match="`norms_squared`"):
+        pursuit.omp_gram(gram, dty, norms[:3], 3)
+    with pytest.raises(ValueError, match="`k`"):
+        pursuit.omp_gram(gram, dty, norms, gram.shape[0] + 1)
