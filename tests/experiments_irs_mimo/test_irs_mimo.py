@@ -149,6 +149,7 @@ def test_svd_krosbl_recovers_an_easy_channel():
 
 
 @pytest.mark.slow
+@pytest.mark.quick_e2e
 def test_quick_run_end_to_end(tmp_path):
     result = run_experiment(
         "irs_mimo", overrides=["run.timing_trials=1"], quick=True, results_dir=tmp_path,

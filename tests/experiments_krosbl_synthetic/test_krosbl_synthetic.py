@@ -188,6 +188,7 @@ def test_run_every_method_at_a_small_size():
 
 
 @pytest.mark.slow
+@pytest.mark.quick_e2e
 def test_quick_run_end_to_end(tmp_path):
     result = run_experiment(
         "krosbl_synthetic", quick=True, results_dir=tmp_path, progress=False,

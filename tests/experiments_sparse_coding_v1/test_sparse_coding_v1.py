@@ -25,6 +25,7 @@ def test_density_at_error_interpolates_log_linearly_and_refuses_to_extrapolate()
     assert np.isnan(exp.density_at_error(curve, 0.1))
 
 
+@pytest.mark.slow
 def test_learning_lowers_the_training_error_and_lam_trades_density_for_error():
     cfg = exp.Config(
         data=exp.DataConfig(train=1000, test=200),

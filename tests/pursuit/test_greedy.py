@@ -144,6 +144,7 @@ def test_bad_inputs_raise_value_errors():
         pursuit.omp(dic, np.ones((2, 40), int), 3)
 
 
+@pytest.mark.slow
 def test_omp_beyond_the_unrolled_range_uses_the_loop_and_still_equals_scikit_learn():
     # k > 32 runs a fori_loop over the full active-set width instead of unrolled steps.
     dic, y, _ = problem(seed=11, d=60, n_atoms=90, batch=6, sparsity=40)

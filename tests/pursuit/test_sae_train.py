@@ -22,6 +22,8 @@ from jaxspec.pursuit._sae_train import (
     train_sae,
 )
 
+pytestmark = pytest.mark.slow  # training loops: CI's slow step
+
 D, K, N = 8, 16, 256
 
 
