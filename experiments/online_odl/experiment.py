@@ -31,7 +31,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxspec import frank_wolfe
-from jaxspec.experiments import Experiment, Record, ReportContext, markdown_table
+from jaxspec.experiments import (
+    Experiment,
+    Record,
+    ReportContext,
+    image_patches,
+    markdown_table,
+)
 
 METHODS = {
     "l3_online_odl": dict(p=3, schedule="online_odl"),
@@ -128,21 +134,6 @@ def run(config: Config, key: jax.Array) -> dict[str, jax.Array]:
 
 
 # ----------------------------------------------------------------------------- real data
-
-
-def image_patches(count: int, size: int, seed: int = 0) -> np.ndarray:
-    """Random ``size x size`` grayscale patches of scikit-learn's two bundled sample images."""
-    from sklearn.datasets import load_sample_images
-
-    rng = np.random.default_rng(seed)
-    images = [img.astype(np.float64).mean(axis=2) / 255.0 for img in load_sample_images().images]
-    out = np.empty((count, size * size))
-    for i in range(count):
-        img = images[i % len(images)]
-        r = rng.integers(0, img.shape[0] - size)
-        c = rng.integers(0, img.shape[1] - size)
-        out[i] = img[r : r + size, c : c + size].ravel()
-    return out
 
 
 def whiten(patches: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

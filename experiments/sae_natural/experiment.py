@@ -30,7 +30,13 @@ import numpy as np
 import optax
 
 from jaxspec import pursuit
-from jaxspec.experiments import Experiment, Record, ReportContext, markdown_table
+from jaxspec.experiments import (
+    Experiment,
+    Record,
+    ReportContext,
+    image_patches,
+    markdown_table,
+)
 
 METHODS = ("mp", "topk", "relu")
 LABELS = {"mp": "MP-SAE", "topk": "TopK", "relu": "ReLU (l1)"}
@@ -79,16 +85,7 @@ def load(source: str, count: int, seed: int = 0) -> np.ndarray:
         x = load_digits().data.astype(np.float64)
         x = x[rng.permutation(len(x))] - x.mean(axis=0)
     else:
-        from sklearn.datasets import load_sample_images
-
-        size = int(source.removeprefix("patches"))
-        images = [im.astype(np.float64).mean(axis=2) / 255.0 for im in load_sample_images().images]
-        x = np.empty((count, size * size))
-        for i in range(count):
-            img = images[i % len(images)]
-            r = rng.integers(0, img.shape[0] - size)
-            c = rng.integers(0, img.shape[1] - size)
-            x[i] = img[r : r + size, c : c + size].ravel()
+        x = image_patches(count, int(source.removeprefix("patches")), seed)
         x -= x.mean(axis=1, keepdims=True)
     return x / np.sqrt(np.mean(np.sum(x**2, axis=1)))
 

@@ -39,7 +39,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxspec import pursuit
-from jaxspec.experiments import Experiment, Record, ReportContext, markdown_table
+from jaxspec.experiments import (
+    Experiment,
+    Record,
+    ReportContext,
+    image_patches,
+    markdown_table,
+)
 
 THRESHOLDS = ("soft", "hard", "half", "cel0")
 LABELS = {
@@ -84,16 +90,7 @@ class Config:
 @functools.lru_cache(maxsize=4)
 def patches(size: int, count: int, seed: int) -> np.ndarray:
     """``(count, size*size)`` mean-removed patches of the sample images, unit mean energy."""
-    from sklearn.datasets import load_sample_images
-
-    rng = np.random.default_rng(seed)
-    images = [img.astype(np.float64).mean(axis=2) / 255.0 for img in load_sample_images().images]
-    out = np.empty((count, size * size))
-    for i in range(count):
-        img = images[i % len(images)]
-        r = rng.integers(0, img.shape[0] - size)
-        c = rng.integers(0, img.shape[1] - size)
-        out[i] = img[r : r + size, c : c + size].ravel()
+    out = image_patches(count, size, seed)
     out -= out.mean(axis=1, keepdims=True)
     return out / np.sqrt(np.mean(np.sum(out**2, axis=1)))
 

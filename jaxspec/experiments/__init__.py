@@ -63,6 +63,7 @@ from jaxspec.experiments._config import (
     parse_override,
     resolve,
 )
+from jaxspec.experiments._data import image_patches
 from jaxspec.experiments._discover import discover, experiments_root, load_experiment
 from jaxspec.experiments._io import atomic_write_bytes, atomic_write_text
 from jaxspec.experiments._report import group_records, markdown_table, mean_std, stack
@@ -77,6 +78,7 @@ from jaxspec.experiments._runner import (
 
 __all__ = [
     "ConfigError",
+    "image_patches",
     "Experiment",
     "FieldInfo",
     "Record",
