@@ -112,6 +112,7 @@ def test_l1_least_squares_matches_cvxpy(step, composite):
     np.testing.assert_allclose(sol.x, x_ref, atol=1e-3)
 
 
+@pytest.mark.optimized
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("step", STEPS)
 @pytest.mark.parametrize("gram_cache", (0, 3))

@@ -220,6 +220,7 @@ def test_conjugate_gradient_matches_pymanopt_step_for_step():
     np.testing.assert_allclose(sol.x, ref.point, atol=1e-6)
 
 
+@pytest.mark.optimized
 def test_steepest_descent_matches_pymanopt():
     """The first 10 iterates agree to round-off. Later the trajectories part: the initial
     step ``4 (f_k - f_{k-1}) / <g, d>`` divides a difference of nearly equal numbers, so

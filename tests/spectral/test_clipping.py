@@ -100,6 +100,7 @@ def test_low_precision_soft_clip(dtype):
     assert np.max(np.abs(got - want) / want) <= tol
 
 
+@pytest.mark.optimized
 @pytest.mark.parametrize("ratio", [0.1, 1.0, 30.0, 250.0])
 def test_float32_soft_clip_stays_accurate_for_strong_clipping(ratio):
     """The augmented-matrix iteration does not square the condition number (unlike "gram")."""
