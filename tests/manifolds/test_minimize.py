@@ -277,7 +277,8 @@ def test_jit_equals_eager_and_hyperparameters_are_traceable():
     x0 = st.random(jax.random.key(8), dtype=F64)
     eager = manifolds.minimize(brockett, x0, st, args=data, tol=1e-4, contraction=0.6)
     jitted = run(brockett, x0, st, data, tol=1e-4, contraction=0.6)
-    np.testing.assert_allclose(jitted.x, eager.x, atol=1e-12)
+    # Entries of an orthogonal matrix are O(1): agreement to 1e-10 absolute is round-off.
+    np.testing.assert_allclose(jitted.x, eager.x, atol=1e-10)
     assert int(jitted.num_steps) == int(eager.num_steps)
     tols = jnp.array([1e-1, 1e-3, 1e-5])
     sweep = jax.vmap(lambda t: run(brockett, x0, st, data, tol=t))(tols)
