@@ -4,8 +4,8 @@ An experiment is a pure ``run(config, key) -> metrics`` plus ``report(records, c
 declared as ``EXPERIMENT = Experiment(...)`` in ``experiments/<name>/experiment.py`` beside its
 ``config.toml``. :func:`run_experiment` (and the ``jaxspec`` command) resolves the config,
 runs every sweep point (static values in a Python loop, one compile each; dynamic values
-stacked into one ``jit(vmap(run))`` sharded over the ``"sweep"`` axis of all local devices),
-and writes ``results/<name>/<run-id>/``.
+stacked into one ``jit(vmap(run))`` sharded over the ``"sweep"`` axis of every device, across
+processes in a ``jax.distributed`` run), and writes ``results/<name>/<run-id>/``.
 
 Example: ``experiments/quadratic/experiment.py``::
 
@@ -65,6 +65,7 @@ from jaxspec.experiments._config import (
 )
 from jaxspec.experiments._data import image_patches
 from jaxspec.experiments._discover import discover, experiments_root, load_experiment
+from jaxspec.experiments._distributed import initialize_distributed, is_distributed
 from jaxspec.experiments._io import atomic_write_bytes, atomic_write_text
 from jaxspec.experiments._report import group_records, markdown_table, mean_std, stack
 from jaxspec.experiments._runner import (
@@ -79,6 +80,8 @@ from jaxspec.experiments._runner import (
 __all__ = [
     "ConfigError",
     "image_patches",
+    "initialize_distributed",
+    "is_distributed",
     "Experiment",
     "FieldInfo",
     "Record",

@@ -93,11 +93,17 @@ class Record:
             flattened to dotted keys (``{"norms": {"w1": x}}`` -> ``"norms.w1"``).
         config: the fully resolved configuration of this point as a nested dict (with
             ``"seed"``, without the sweep).
+        status: ``"ok"``; ``"nonfinite"`` when a floating-point metric holds NaN or an
+            infinity (the values are kept); ``"error"`` when the point raised at run time
+            (its metrics are placeholders: NaN, -1 for integers, False for booleans).
+        message: the error's text for status ``"error"``, else empty.
     """
 
     point: dict[str, Any]
     metrics: dict[str, np.ndarray]
     config: dict[str, Any]
+    status: str = "ok"
+    message: str = ""
 
 
 @dataclasses.dataclass

@@ -2,10 +2,12 @@
 
 The sweep's points are grouped by their static values (shapes, step counts, method names).
 Each group is one ``jax.jit(jax.vmap(point_fn))`` whose stacked dynamic values (seeds, learning
-rates, thresholds) are placed on a ``NamedSharding`` over a 1-D mesh of all local devices with
-the axis name ``"sweep"``; the point count is padded to a multiple of the device count and the
-padding outputs are dropped. Every finished point is stored as its own atomically-written file
-under ``<run-dir>/points/``, so re-running the same config resumes where it stopped.
+rates, thresholds) are placed on a ``NamedSharding`` over a 1-D mesh of every device (of every
+process, in a ``jax.distributed`` run) with the axis name ``"sweep"``; the point count is padded
+to a multiple of the device count and the padding outputs are dropped. Groups larger than a
+memory budget run in chunks. Every finished point is stored as its own atomically-written file
+under ``<run-dir>/points/``, so re-running the same config resumes where it stopped, even after
+a ``SIGKILL``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import datetime
 import hashlib
 import json
 import platform
+import re
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -30,7 +33,19 @@ from jax.sharding import AxisType, NamedSharding, PartitionSpec
 from jaxspec.experiments._api import Experiment, Record, ReportContext
 from jaxspec.experiments._config import ConfigError, ResolvedConfig, load_toml, resolve
 from jaxspec.experiments._discover import discover, experiments_root, load_experiment
+from jaxspec.experiments._distributed import barrier, broadcast_json, is_distributed
 from jaxspec.experiments._io import atomic_write_text, write_if_changed
+from jaxspec.experiments._memory import device_budget, parse_memory_budget, rows_within_budget
+from jaxspec.experiments._store import (
+    STATUS_ERROR,
+    STATUS_NONFINITE,
+    STATUS_OK,
+    PointStore,
+    json_point,
+    remove_stale_temporaries,
+    run_folder_lock,
+    to_json,
+)
 
 SWEEP_AXIS = "sweep"
 
@@ -74,8 +89,9 @@ def run_id(resolved: ResolvedConfig, quick: bool) -> str:
     return f"{'quick' if quick else 'full'}-{_digest(resolved.raw, 10)}"
 
 
-def _flatten_metrics(tree: Any) -> dict[str, np.ndarray]:
-    flat: dict[str, np.ndarray] = {}
+def _flatten_metrics(tree: Any) -> dict[str, Any]:
+    """Metric leaves by dotted key (nested dicts, lists and tuples flattened), unconverted."""
+    flat: dict[str, Any] = {}
 
     def visit(node: Any, prefix: str) -> None:
         if isinstance(node, dict):
@@ -85,56 +101,10 @@ def _flatten_metrics(tree: Any) -> dict[str, np.ndarray]:
             for i, value in enumerate(node):
                 visit(value, f"{prefix}{i}.")
         else:
-            flat[prefix[:-1]] = np.asarray(node)
+            flat[prefix[:-1]] = node
 
     visit(tree if isinstance(tree, dict) else {"value": tree}, "")
     return flat
-
-
-def _to_json(value: np.ndarray) -> Any:
-    if value.dtype.kind == "b":
-        return value.tolist()
-    if value.dtype.kind in "iu":
-        return value.astype(np.int64).tolist()
-    return value.astype(np.float64).tolist()  # exact for float16/32/64; NaN/inf as NaN/Infinity
-
-
-def _json_point(point: dict[str, Any]) -> dict[str, Any]:
-    # JSON types (tuples -> lists), keys kept in sweep order for metrics.jsonl.
-    return json.loads(json.dumps(point, default=str))
-
-
-class _Store:
-    """Finished points of one run, one JSON file each, written atomically."""
-
-    def __init__(self, run_dir: Path):
-        self.points_dir = run_dir / "points"
-        self.points_dir.mkdir(parents=True, exist_ok=True)
-
-    def path(self, point: dict[str, Any]) -> Path:
-        return self.points_dir / f"{point_id(point)}.json"
-
-    def load(self, point: dict[str, Any]) -> tuple[dict[str, np.ndarray], float] | None:
-        try:
-            data = json.loads(self.path(point).read_text(encoding="utf-8"))
-            if data["point"] != _json_point(point):
-                return None  # a hash collision, or a file from elsewhere: recompute
-            metrics = {
-                k: np.asarray(v, dtype=np.dtype(data["dtypes"][k]))
-                for k, v in data["metrics"].items()
-            }
-            return metrics, float(data.get("wall_s", 0.0))
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
-
-    def save(self, point: dict[str, Any], metrics: dict[str, np.ndarray], wall_s: float) -> None:
-        payload = {
-            "point": _json_point(point),
-            "metrics": {k: _to_json(v) for k, v in metrics.items()},
-            "dtypes": {k: v.dtype.str for k, v in metrics.items()},
-            "wall_s": wall_s,
-        }
-        atomic_write_text(self.path(point), json.dumps(payload))
 
 
 class _Progress:
@@ -172,9 +142,22 @@ class _Progress:
             self.bar.close()
 
 
-def sweep_sharding() -> NamedSharding:
-    """``NamedSharding`` of the leading (sweep) axis over a 1-D mesh of all local devices."""
-    devices = jax.local_devices()
+def sweep_sharding(*, one_per_process: bool = False) -> NamedSharding:
+    """``NamedSharding`` of the leading (sweep) axis over a 1-D mesh of every device.
+
+    In a multi-process run (``jax.distributed``) the mesh spans the devices of all processes;
+    each process holds the rows of the sweep that its own devices hold.
+
+    Args:
+        one_per_process: use only the first device of each process (the fallback for sweeps
+            with host callbacks on a multi-device CPU platform, see :func:`run_experiment`).
+    """
+    devices = jax.devices()
+    if one_per_process:
+        first: dict[int, Any] = {}
+        for device in devices:
+            first.setdefault(device.process_index, device)
+        devices = list(first.values())
     mesh = jax.make_mesh(
         (len(devices),), (SWEEP_AXIS,), axis_types=(AxisType.Auto,), devices=devices
     )
@@ -188,9 +171,8 @@ def _dtype(info_type: Any) -> Any:
     return jnp.result_type(info_type)
 
 
-def _batched_fn(
-    experiment: Experiment, config: Any, dynamic_keys: tuple[str, ...], sharding: NamedSharding
-) -> Callable:
+def _point_fn(experiment: Experiment, config: Any, dynamic_keys: tuple[str, ...]) -> Callable:
+    """``(values, seed) -> metrics`` of one sweep point (``values`` keyed by dotted path)."""
     resolved_paths = [key.split(".") for key in dynamic_keys]
 
     def single(values: dict[str, jax.Array], seed: jax.Array) -> Any:
@@ -199,7 +181,58 @@ def _batched_fn(
             point_config = _replace(point_config, parts, values[key])
         return experiment.run(point_config, jax.random.key(seed))
 
-    return jax.jit(jax.vmap(single), in_shardings=sharding, out_shardings=sharding)
+    return single
+
+
+def _batched_fn(single: Callable, sharding: NamedSharding) -> Callable:
+    # Each device runs its own rows with no cross-device communication: the points of a sweep
+    # are independent, and a program without collectives cannot hang on processes that reach
+    # a collective at different times (seen with the SPMD partitioner: a ``pure_callback``
+    # inside the sweep became an all-reduce across processes).
+    spec = sharding.spec
+    # check_vma=False: experiments are written for plain jit; libraries such as equinox's
+    # ``error_if`` build ``lax.cond`` branches whose varying-axis types would not match.
+    local = jax.shard_map(
+        jax.vmap(single),
+        mesh=sharding.mesh,
+        in_specs=(spec, spec),
+        out_specs=spec,
+        check_vma=False,
+    )
+    return jax.jit(local, in_shardings=sharding, out_shardings=sharding)
+
+
+_WARNED_CALLBACKS: set[str] = set()
+_CALLBACKS = frozenset({"pure_callback", "io_callback", "debug_callback"})
+
+
+def _primitive_names(jaxpr: Any, names: set[str]) -> set[str]:
+    for eqn in jaxpr.eqns:
+        names.add(eqn.primitive.name)
+        stack = list(eqn.params.values())
+        while stack:
+            value = stack.pop()
+            if isinstance(value, (tuple, list)):
+                stack.extend(value)
+            elif hasattr(value, "eqns"):
+                _primitive_names(value, names)
+            elif hasattr(value, "jaxpr") and hasattr(value.jaxpr, "eqns"):
+                _primitive_names(value.jaxpr, names)
+    return names
+
+
+def _host_callbacks_block_devices(single: Callable, dtypes: dict[str, Any]) -> bool:
+    """Whether ``single`` calls the host and this process has several CPU devices.
+
+    On the CPU platform (jax 0.10) a host callback copies its arguments to the first CPU
+    device and waits for them there; while a multi-device program occupies that device the
+    copy never completes, and the sweep hangs. Such sweeps run on one device per process.
+    """
+    if jax.default_backend() != "cpu" or jax.local_device_count() < 2:
+        return False
+    values = {k: jax.ShapeDtypeStruct((), dtype) for k, dtype in dtypes.items()}
+    closed = jax.make_jaxpr(single)(values, jax.ShapeDtypeStruct((), jnp.uint32))
+    return bool(_primitive_names(closed.jaxpr, set()) & _CALLBACKS)
 
 
 def _replace(config: Any, parts: list[str], value: Any) -> Any:
@@ -217,53 +250,179 @@ def _chunk_sizes(n_points: int, n_devices: int, max_batch: int | None) -> tuple[
     return size, -(-size // n_devices) * n_devices
 
 
+def _global_array(host: np.ndarray, sharding: NamedSharding) -> jax.Array:
+    """A sweep-sharded array from a host array every process holds in full."""
+    return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+
+def _local_rows(out: Any) -> dict[int, dict[str, np.ndarray]]:
+    """The batch rows of ``out`` held by this process, as ``{row: {metric: array}}``."""
+    flat = _flatten_metrics(out)
+    rows: dict[int, dict[str, np.ndarray]] = {}
+    if all(leaf.is_fully_addressable for leaf in flat.values()):
+        host = jax.device_get(flat)  # one transfer of everything
+        n = len(next(iter(host.values()))) if host else 0
+        return {i: {k: np.asarray(v[i]) for k, v in host.items()} for i in range(n)}
+    for name, leaf in flat.items():
+        for shard in leaf.addressable_shards:
+            start = shard.index[0].start or 0
+            data = np.asarray(shard.data)
+            for i in range(data.shape[0]):
+                rows.setdefault(start + i, {})[name] = data[i]
+    return rows
+
+
+def _is_out_of_memory(err: BaseException) -> bool:
+    text = str(err)
+    return "RESOURCE_EXHAUSTED" in text or "Out of memory" in text or "out of memory" in text
+
+
+def _error_message(err: BaseException) -> str:
+    """One line for a point's error: the innermost ``SomeError: text`` line of the message
+    (run-time errors arrive wrapped, e.g. an ``eqx.error_if`` inside a ``JaxRuntimeError``)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    inner = [line for line in lines if re.match(r"^[\w.]*(Error|Exception): ", line)]
+    text = inner[-1] if inner else (lines[0] if lines else "")
+    return f"{type(err).__name__}: {text}"[:500]
+
+
+def _error_metrics(template: Any) -> dict[str, np.ndarray]:
+    """Placeholder metrics of a point that raised: NaN (floats), -1 (ints), False (bools)."""
+    out = {}
+    for name, leaf in _flatten_metrics(template).items():
+        dtype = np.dtype(leaf.dtype)
+        fill = np.nan if dtype.kind in "fc" else (False if dtype.kind == "b" else -1)
+        out[name] = np.full(leaf.shape[1:], fill, dtype)
+    return out
+
+
 def _run_group(
     experiment: Experiment,
     resolved: ResolvedConfig,
     static_values: dict[str, Any],
     points: list[dict[str, Any]],
     dynamic_keys: tuple[str, ...],
-    store: _Store,
+    store: PointStore,
     max_batch: int | None,
+    memory_budget: int | str | None,
     progress: _Progress,
 ) -> dict[str, Any]:
-    sharding = sweep_sharding()
-    n_devices = sharding.mesh.size
     config = resolved.config_for(static_values)
-    batched = _batched_fn(experiment, config, dynamic_keys, sharding)
-    size, padded = _chunk_sizes(len(points), n_devices, max_batch)
+    single = _point_fn(experiment, config, dynamic_keys)
     dtypes = {k: _dtype(resolved.fields[k].type) for k in dynamic_keys}
+    info: dict[str, Any] = {"static": static_values, "points": len(points)}
+    one_per_process = _host_callbacks_block_devices(single, dtypes)
+    if one_per_process and experiment.name not in _WARNED_CALLBACKS:
+        _WARNED_CALLBACKS.add(experiment.name)
+        print(
+            f"[{experiment.name}] the experiment calls the host (pure_callback/io_callback); "
+            "on several CPU devices per process that deadlocks in JAX, so this sweep uses one "
+            "device per process",
+            file=sys.stderr,
+            flush=True,
+        )
+    if one_per_process:
+        info["devices_note"] = (
+            "host callbacks on a multi-device CPU platform: one device per process"
+        )
+    sharding = sweep_sharding(one_per_process=one_per_process)
+    n_devices = sharding.mesh.size
+    distributed = is_distributed()
+    batched = _batched_fn(single, sharding)
     note = ", ".join(f"{k}={v}" for k, v in static_values.items()) or "all"
-    info: dict[str, Any] = {"static": static_values, "points": len(points), "batch": padded}
-    calls = 0
-    for start in range(0, len(points), size):
-        tic = time.perf_counter()
-        part = points[start : start + size]
+    compiled: dict[int, Any] = {}
+
+    def abstract(padded: int) -> tuple[Any, Any]:
+        values = {
+            k: jax.ShapeDtypeStruct((padded,), dtypes[k], sharding=sharding) for k in dynamic_keys
+        }
+        return values, jax.ShapeDtypeStruct((padded,), jnp.uint32, sharding=sharding)
+
+    info["compile_s"] = 0.0
+
+    def program(padded: int) -> Any:
+        if padded not in compiled:
+            tic = time.perf_counter()
+            compiled[padded] = batched.lower(*abstract(padded)).compile()
+            info["compile_s"] += time.perf_counter() - tic
+        return compiled[padded]
+
+    size, padded = _chunk_sizes(len(points), n_devices, max_batch)
+    if memory_budget is not None:
+        budget = (
+            device_budget(sharding.mesh.devices.flat)
+            if memory_budget == "auto"
+            else int(memory_budget)
+        )
+        rows, mem = rows_within_budget(
+            lambda r: program(r * n_devices), budget, max_rows=padded // n_devices
+        )
+        mem.pop("compiled", None)
+        info["memory"] = mem
+        if rows * n_devices < padded:
+            size, padded = _chunk_sizes(len(points), n_devices, rows * n_devices)
+
+    def compute(part: list[dict[str, Any]], padded: int) -> dict[int, dict[str, np.ndarray]]:
         filled = part + [part[-1]] * (padded - len(part))
         values = {k: np.asarray([p[k] for p in filled], dtypes[k]) for k in dynamic_keys}
         seeds = np.asarray([p["seed"] for p in filled], np.uint32)
-        values, seeds = jax.device_put((values, seeds), sharding)
-        out = batched(values, seeds)
-        if calls == 0:
+        executable = program(padded)
+        out = executable(
+            {k: _global_array(v, sharding) for k, v in values.items()},
+            _global_array(seeds, sharding),
+        )
+        if "output_sharding" not in info:
             leaves = jax.tree.leaves(out)
             if leaves:
                 info["output_sharding"] = str(leaves[0].sharding)
                 info["output_shards"] = len(leaves[0].addressable_shards)
-        flat = _flatten_metrics(jax.device_get(out))
+        return _local_rows(out)
+
+    calls = oom_retries = 0
+    statuses = {STATUS_OK: 0, STATUS_NONFINITE: 0, STATUS_ERROR: 0}
+    start = 0
+    while start < len(points):
+        part = points[start : start + size]
+        program(padded)  # trace and compile errors are the experiment's bugs: they propagate
+        tic = time.perf_counter()
+        try:
+            rows = compute(part, padded)
+        except Exception as err:  # noqa: BLE001 - run-time failures of some points
+            if _is_out_of_memory(err) and size > 1 and not distributed:
+                size, padded = _chunk_sizes(len(points), n_devices, max(1, size // 2))
+                oom_retries += 1
+                continue
+            if distributed:
+                raise  # processes must stay in step; no per-point retry across processes
+            rows = {}
+            for i, point in enumerate(part):  # the same program, the batch filled with one point
+                try:
+                    rows[i] = compute([point], padded)[0]
+                except Exception as point_err:  # noqa: BLE001
+                    message = _error_message(point_err)
+                    template = jax.eval_shape(batched, *abstract(padded))
+                    store.save(
+                        point, _error_metrics(template), 0.0, status=STATUS_ERROR, message=message
+                    )
+                    statuses[STATUS_ERROR] += 1
         wall = (time.perf_counter() - tic) / len(part)
         for i, point in enumerate(part):
-            store.save(point, {k: v[i] for k, v in flat.items()}, wall)
+            if i in rows:
+                statuses[store.save(point, rows[i], wall)] += 1
         calls += 1
+        start += len(part)
         progress.update(len(part), note)
-    info["calls"] = calls
+    info.update(batch=padded, calls=calls, oom_retries=oom_retries, statuses=statuses)
     return info
 
 
 def _device_summary() -> dict[str, Any]:
-    devices = jax.local_devices()
+    devices = jax.devices()
     return {
         "backend": jax.default_backend(),
         "device_count": len(devices),
+        "local_device_count": jax.local_device_count(),
+        "process_count": jax.process_count(),
         "device_kinds": sorted({d.device_kind for d in devices}),
         "devices": [str(d) for d in devices],
     }
@@ -274,30 +433,41 @@ def _header(
     rid: str,
     quick: bool,
     wall_s: float,
+    compile_s: float,
     compute_s: float,
     num_run: int,
-    num_points: int,
+    records: list[Record],
 ) -> str:
     dev = _device_summary()
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    return "\n".join(
-        [
-            f"# {experiment.name}",
-            "",
-            experiment.description,
-            "",
-            f"- Run id: `{rid}`, {'quick' if quick else 'full'} size; resolved config: "
-            "[config.json](config.json); metrics: [metrics.jsonl](metrics.jsonl)",
-            f"- Written {now} on {dev['device_count']} {dev['backend']} device(s) "
-            f"({', '.join(dev['device_kinds'])}); JAX {jax.__version__}, "
-            f"Python {platform.python_version()}",
-            f"- Wall time {wall_s:.1f} s for this invocation ({num_run} of {num_points} points "
-            f"computed, {num_points - num_run} resumed from disk); {compute_s:.1f} s of compute "
-            "over all invocations",
-            "",
-            "",
-        ]
-    )
+    processes = f" in {dev['process_count']} processes" if dev["process_count"] > 1 else ""
+    lines = [
+        f"# {experiment.name}",
+        "",
+        experiment.description,
+        "",
+        f"- Run id: `{rid}`, {'quick' if quick else 'full'} size; resolved config: "
+        "[config.json](config.json); metrics: [metrics.jsonl](metrics.jsonl)",
+        f"- Written {now} on {dev['device_count']} {dev['backend']} device(s){processes} "
+        f"({', '.join(dev['device_kinds'])}); JAX {jax.__version__}, "
+        f"Python {platform.python_version()}",
+        f"- Wall time {wall_s:.1f} s for this invocation ({num_run} of {len(records)} points "
+        f"computed, {len(records) - num_run} resumed from disk; {compile_s:.1f} s compiling); "
+        f"{compute_s:.1f} s of compute over all invocations",
+    ]
+    for status, what in ((STATUS_NONFINITE, "non-finite metrics"), (STATUS_ERROR, "raised")):
+        bad = [r for r in records if r.status == status]
+        if bad:
+            shown = "; ".join(
+                _canonical(r.point) + (f" ({r.message[:120]})" if r.message else "")
+                for r in bad[:5]
+            )
+            more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+            lines.append(
+                f"- **{len(bad)} point(s) {what}** (status `{status}` in metrics.jsonl): "
+                f"{shown}{more}"
+            )
+    return "\n".join([*lines, "", ""])
 
 
 def _config_path_of(experiment: Experiment) -> Path | None:
@@ -395,6 +565,7 @@ def run_experiment(
     quick: bool = False,
     results_dir: str | Path = "results",
     max_batch: int | None = None,
+    memory_budget: int | str | None = None,
     experiments_dir: str | Path | None = None,
     progress: bool = True,
     config: ResolvedConfig | None = None,
@@ -403,21 +574,36 @@ def run_experiment(
 
     Writes ``<results_dir>/<experiment>/<run-id>/``: ``config.json`` (the resolved config; the
     run id is a hash of it, so the same command resumes), ``points/<hash>.json`` (one per
-    finished point), ``metrics.jsonl`` (one line per point: ``{"point", "metrics"}``),
-    ``report.md`` with its PNG figures, and ``run.json`` (JAX version, devices, timings).
-    Every file is written atomically.
+    finished point), ``metrics.jsonl`` (one line per point: ``{"point", "status",
+    "metrics"}``), ``report.md`` with its PNG figures, and ``run.json`` (JAX version, devices,
+    timings). Every file is written atomically, and one process at a time owns the folder (a
+    second command on it waits, then resumes; see :mod:`jaxspec.experiments._store`).
+
+    A point's status is ``"ok"``, ``"nonfinite"`` (a metric holds NaN or an infinity; the
+    values are kept) or ``"error"`` (it raised at run time, for example through
+    ``eqx.error_if``; its metrics are NaN placeholders and the next run tries it again). A
+    failing batch is re-run point by point, so one bad point never loses the others. In a
+    multi-process run (:func:`~jaxspec.experiments.initialize_distributed` first) the sweep is
+    sharded over every process's devices, each process writes its own points, and process 0
+    writes the report; there a run-time error stops the run.
 
     Args:
         experiment_or_name: experiment name, config ``.toml`` path, or :class:`Experiment`
             (see :func:`load_config`).
         overrides: ``"key=value"`` strings (``--set``).
         quick: apply the config's ``[quick]`` table.
-        results_dir: root of the results.
+        results_dir: root of the results (shared by all processes of a multi-process run).
         max_batch: at most this many points per compiled call (rounded down to a multiple of
             the device count when larger than it); results equal an unchunked run up to
             floating-point reassociation by XLA.
+        memory_budget: bytes per device a call may use (an int, a string such as ``"4GiB"``,
+            or ``"auto"``: 75% of the device's free memory, or of the host RAM per CPU
+            device). Each static group is compiled at one and two points per device to measure
+            its footprint, then chunked to fit. Combines with ``max_batch`` (the smaller
+            wins). Without a budget, a call that runs out of device memory is retried with
+            half the batch.
         experiments_dir: where experiments live (see :func:`experiments_root`).
-        progress: show a progress bar (tqdm, else plain prints to stderr).
+        progress: show a progress bar (tqdm, else plain prints to stderr; process 0 only).
         config: an already-resolved config for ``experiment_or_name`` (then ``overrides`` and
             ``quick`` must be left at their defaults, except ``quick`` to label the run).
 
@@ -426,13 +612,14 @@ def run_experiment(
 
     Raises:
         ConfigError: a bad config or override.
-        ValueError: a bad ``max_batch``.
+        ValueError: a bad ``max_batch`` or ``memory_budget``.
     """
     start = time.perf_counter()
     if max_batch is not None and (
         isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1
     ):
         raise ValueError(f"`max_batch` must be a positive int, got {max_batch!r}.")
+    budget = parse_memory_budget(memory_budget)
     if config is not None:
         if overrides:
             raise ValueError("Pass `overrides` or an already-resolved `config`, not both.")
@@ -448,68 +635,140 @@ def run_experiment(
         )
     rid = run_id(resolved, quick)
     run_dir = Path(results_dir) / experiment.name / rid
-    store = _Store(run_dir)
-    write_if_changed(run_dir / "config.json", json.dumps(resolved.raw, indent=2) + "\n")
+    lead = jax.process_index() == 0
+    owner = run_folder_lock(run_dir) if lead else contextlib.nullcontext(0.0)
+    with owner as lock_wait_s:
+        store = PointStore(run_dir, point_id, jax.process_index())
+        removed = 0
+        if lead:
+            removed = remove_stale_temporaries(run_dir)
+            write_if_changed(run_dir / "config.json", json.dumps(resolved.raw, indent=2) + "\n")
+        points = resolved.points()
+        # Process 0 decides what is left, so every process compiles and runs the same batches.
+        pending_index = broadcast_json(
+            "pending",
+            [i for i, p in enumerate(points) if store.load(p) is None] if lead else None,
+        )
+        pending = [points[i] for i in pending_index]
+        dynamic_keys = tuple(
+            k for k in resolved.swept_keys if k != "seed" and resolved.fields[k].dynamic
+        )
+        static_keys = tuple(
+            k for k in resolved.swept_keys if k != "seed" and not resolved.fields[k].dynamic
+        )
+        groups: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
+        for point in pending:
+            static_values = {k: point[k] for k in static_keys}
+            groups.setdefault(_canonical(static_values), (static_values, []))[1].append(point)
 
-    points = resolved.points()
-    dynamic_keys = tuple(
-        k for k in resolved.swept_keys if k != "seed" and resolved.fields[k].dynamic
-    )
-    static_keys = tuple(
-        k for k in resolved.swept_keys if k != "seed" and not resolved.fields[k].dynamic
-    )
-    pending = [p for p in points if store.load(p) is None]
-    groups: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
-    for point in pending:
-        static_values = {k: point[k] for k in static_keys}
-        groups.setdefault(_canonical(static_values), (static_values, []))[1].append(point)
+        bar = _Progress(len(pending), experiment.name, progress and lead)
+        group_info = []
+        precision = _enable_x64() if experiment.x64 else contextlib.nullcontext()
+        try:
+            with precision:
+                for static_values, group_points in groups.values():
+                    group_info.append(
+                        _run_group(
+                            experiment,
+                            resolved,
+                            static_values,
+                            group_points,
+                            dynamic_keys,
+                            store,
+                            max_batch,
+                            budget,
+                            bar,
+                        )
+                    )
+        finally:
+            bar.close()
+        barrier("computed")  # every process's points are on disk
 
-    bar = _Progress(len(pending), experiment.name, progress)
-    group_info = []
-    precision = _enable_x64() if experiment.x64 else contextlib.nullcontext()
-    try:
-        with precision:
-            for static_values, group_points in groups.values():
-                group_info.append(
-                    _run_group(
-                        experiment,
-                        resolved,
-                        static_values,
-                        group_points,
-                        dynamic_keys,
-                        store,
-                        max_batch,
-                        bar,
+        records, compute_s = [], 0.0
+        for point in points:
+            loaded = store.load(point, errors=True)
+            if loaded is None:
+                raise RuntimeError(
+                    f"Point {point} has no stored result in {store.points_dir}"
+                    + (
+                        " (in a multi-process run the results folder must be on a file system "
+                        "every process sees)."
+                        if is_distributed()
+                        else "."
                     )
                 )
-    finally:
-        bar.close()
+            compute_s += loaded["wall_s"]
+            records.append(
+                Record(
+                    point=point,
+                    metrics=loaded["metrics"],
+                    config=resolved.point_dict(point),
+                    status=loaded["status"],
+                    message=loaded["message"],
+                )
+            )
+        report_path = run_dir / "report.md"
+        if lead:
+            _write_outputs(
+                experiment,
+                resolved,
+                rid,
+                quick,
+                run_dir,
+                records,
+                start,
+                compute_s,
+                len(pending),
+                {
+                    "max_batch": max_batch,
+                    "memory_budget": budget,
+                    "groups": group_info,
+                    "lock_wait_s": lock_wait_s,
+                    "stale_temporaries_removed": removed,
+                },
+            )
+        barrier("reported")  # the other processes return once the report exists
+    return RunResult(
+        run_dir,
+        records,
+        report_path,
+        len(pending),
+        len(points) - len(pending),
+        time.perf_counter() - start,
+    )
 
-    records, compute_s = [], 0.0
-    for point in points:
-        loaded = store.load(point)
-        if loaded is None:  # pragma: no cover - every point was just written
-            raise RuntimeError(f"Point {point} has no stored result in {store.points_dir}.")
-        metrics, wall = loaded
-        compute_s += wall
-        records.append(Record(point=point, metrics=metrics, config=resolved.point_dict(point)))
+
+def _write_outputs(
+    experiment: Experiment,
+    resolved: ResolvedConfig,
+    rid: str,
+    quick: bool,
+    run_dir: Path,
+    records: list[Record],
+    start: float,
+    compute_s: float,
+    num_run: int,
+    extra: dict[str, Any],
+) -> None:
     lines = [
         json.dumps(
             {
-                "point": _json_point(r.point),
-                "metrics": {k: _to_json(v) for k, v in r.metrics.items()},
+                "point": json_point(r.point),
+                "status": r.status,
+                "metrics": {k: to_json(v) for k, v in r.metrics.items()},
             }
         )
         for r in records
     ]
     atomic_write_text(run_dir / "metrics.jsonl", "\n".join(lines) + "\n")
-
     ctx = ReportContext(outdir=run_dir, config=resolved.to_dict(), quick=quick)
     body = experiment.report(records, ctx)
     wall_s = time.perf_counter() - start
-    header = _header(experiment, rid, quick, wall_s, compute_s, len(pending), len(points))
-    report_path = run_dir / "report.md"
-    atomic_write_text(report_path, header + body.rstrip() + "\n")
+    compile_s = sum(g.get("compile_s", 0.0) for g in extra["groups"])
+    header = _header(experiment, rid, quick, wall_s, compile_s, compute_s, num_run, records)
+    atomic_write_text(run_dir / "report.md", header + body.rstrip() + "\n")
+    statuses = {s: sum(r.status == s for r in records) for s in (STATUS_OK, STATUS_NONFINITE)}
+    statuses[STATUS_ERROR] = sum(r.status == STATUS_ERROR for r in records)
     run_info = {
         "experiment": experiment.name,
         "description": experiment.description,
@@ -519,16 +778,14 @@ def run_experiment(
         "python_version": platform.python_version(),
         **_device_summary(),
         "x64": experiment.x64 or bool(jax.config.read("jax_enable_x64")),
-        "points": len(points),
-        "computed": len(pending),
-        "resumed": len(points) - len(pending),
-        "max_batch": max_batch,
-        "groups": group_info,
+        "points": len(records),
+        "computed": num_run,
+        "resumed": len(records) - num_run,
+        "statuses": statuses,
+        **extra,
         "wall_s": wall_s,
+        "compile_s": compile_s,
         "compute_s": compute_s,
         "finished_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
     atomic_write_text(run_dir / "run.json", json.dumps(run_info, indent=2, default=str) + "\n")
-    return RunResult(
-        run_dir, records, report_path, len(pending), len(points) - len(pending), wall_s
-    )

@@ -6,6 +6,8 @@ Examples::
     jaxspec run ns_schedules --quick --set run.max_steps=8
     jaxspec run path/to/my_config.toml --max-batch 64
     jaxspec reproduce --quick --results-dir results
+    jaxspec run spectra --memory-budget 8GiB
+    jaxspec run spectra --coordinator-address host0:1234 --num-processes 2 --process-id 0
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from pathlib import Path
 from jaxspec._cpu_pool import cpu_pool_guard
 from jaxspec.experiments._config import ConfigError
 from jaxspec.experiments._discover import discover, experiments_root, load_experiment
+from jaxspec.experiments._distributed import initialize_distributed
 from jaxspec.experiments._io import atomic_write_text
+from jaxspec.experiments._memory import parse_memory_budget
 from jaxspec.experiments._report import markdown_table
 from jaxspec.experiments._runner import run_experiment
 
@@ -63,6 +67,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             quick=args.quick,
             results_dir=args.results_dir,
             max_batch=args.max_batch,
+            memory_budget=args.memory_budget,
             experiments_dir=args.experiments_dir,
             progress=not args.no_progress,
         )
@@ -95,6 +100,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
                 quick=args.quick,
                 results_dir=results_dir,
                 max_batch=args.max_batch,
+                memory_budget=args.memory_budget,
                 experiments_dir=args.experiments_dir,
                 progress=not args.no_progress,
             )
@@ -157,7 +163,40 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--max-batch", type=int, default=None, metavar="N", help="at most N points per call"
         )
+        p.add_argument(
+            "--memory-budget",
+            default=None,
+            metavar="SIZE",
+            help="bytes per device a call may use, e.g. 4GiB, or 'auto' (75%% of free memory); "
+            "larger sweeps run in chunks",
+        )
         p.add_argument("--no-progress", action="store_true", help="no progress bar")
+        dist = p.add_argument_group(
+            "multi-process (jax.distributed)",
+            "every process runs the same command with its own --process-id; the sweep is "
+            "sharded over all processes' devices; the results folder must be shared. SLURM job "
+            "steps with several tasks are detected without flags.",
+        )
+        dist.add_argument(
+            "--coordinator-address",
+            default=None,
+            metavar="HOST:PORT",
+            help="process 0's address (default: $JAX_COORDINATOR_ADDRESS)",
+        )
+        dist.add_argument(
+            "--num-processes",
+            type=int,
+            default=None,
+            metavar="N",
+            help="number of processes (default: $JAX_NUM_PROCESSES)",
+        )
+        dist.add_argument(
+            "--process-id",
+            type=int,
+            default=None,
+            metavar="I",
+            help="this process's index in [0, N) (default: $JAX_PROCESS_ID)",
+        )
 
     run = sub.add_parser("run", parents=[where], help="run one experiment")
     run.add_argument("target", metavar="NAME_OR_CONFIG", help="experiment name or config .toml")
@@ -189,8 +228,19 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "max_batch", None) is not None and args.max_batch < 1:
         print("error: --max-batch must be a positive integer", file=sys.stderr)
         return 2
+    try:
+        if getattr(args, "memory_budget", None) is not None:
+            args.memory_budget = parse_memory_budget(args.memory_budget)
+    except ValueError as err:
+        print(f"error: {err}".replace("`memory_budget`", "--memory-budget"), file=sys.stderr)
+        return 2
     _use_agg()
     if args.command != "list":
+        try:  # before anything creates the JAX backends (the guard below does)
+            initialize_distributed(args.coordinator_address, args.num_processes, args.process_id)
+        except ValueError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
         cpu_pool_guard()  # before the first computation; see jaxspec/_cpu_pool.py
     handlers = {"list": _cmd_list, "run": _cmd_run, "reproduce": _cmd_reproduce}
     return handlers[args.command](args)

@@ -72,7 +72,7 @@ def _polar_single(x: jax.Array, tol: jax.Array, max_steps: int):
         gram = x @ mT(x)
         new_err = _orthonormality_error(gram)
         # Past the Polar Express phase the error decreases monotonically until round-off.
-        stalled = (t + 1 >= _PE_PHASE) & (new_err >= err)
+        stalled = (t >= _PE_PHASE) & (new_err >= err)
         return x, gram, new_err, t + 1, stalled
 
     init = (x, gram, err, jnp.int32(0), jnp.bool_(False))

@@ -56,6 +56,7 @@ def test_one_compile_per_static_value_and_vmap_equals_a_python_loop(tmp_path):
         "run.json",
         "curves.png",
         "points",
+        ".lock",  # the run folder's lock file (empty; the lock itself dies with its holder)
     }
     assert len(list((run_dir / "points").iterdir())) == 12
     config = json.loads((run_dir / "config.json").read_text())

@@ -1,0 +1,473 @@
+"""Benchmark of hyperparameter sweeps: one ``jit(vmap(run))`` call against a Python loop.
+
+For each of the five modules a small, realistic experiment is written as a pure JAX function
+``run(rate, seed) -> metric``: ``rate`` is a traced float32 hyperparameter, ``seed`` a traced
+uint32 that becomes ``jax.random.key(seed)`` and draws the problem data (and the start). The
+sweep is the product of 16 seeds and 16 log-spaced rates (256 points), run two ways:
+
+* **vmapped**: ``jax.jit(jax.vmap(run))`` over the 256 stacked ``(rate, seed)`` pairs, one
+  call (how ``jaxspec run`` executes the dynamic axes of a sweep). It also returns each
+  point's step count for the table (256 int32; the solvers count steps anyway);
+* **loop**: ``jax.jit(run)`` compiled once for one point and called 256 times from Python
+  on scalars already on the device; the outputs are kept and blocked on at the end.
+
+Experiments (float32; the ranges bracket the best rate, within the stable range):
+
+* ``spectral``: Muon on least squares ``min_W 1/2 mean_i ||x_i W - y_i||^2`` (``W`` 16x16,
+  64 samples, target noise 0.01): 50 steps of ``W -= lr_t orthogonalize(g + 0.95 m)``
+  (Nesterov momentum 0.95, ``spectral.orthogonalize`` with 5 Polar Express steps, ``lr_t``
+  decayed linearly to zero); rate: the step size ``lr`` in [0.01, 1]; metric: the final loss.
+* ``frank_wolfe``: ``frank_wolfe.solve`` (vanilla, short step with ``L = ||A||_2^2``) of
+  ``frank_wolfe.least_squares`` over ``lmo.l1_ball(radius)`` (``A`` 32x64 Gaussian, ``b``
+  from a 4-sparse ``x`` plus noise 0.01), at most 200 steps to a gap of 1e-4; rate: the
+  radius in [0.25, 16]; metric: the relative error ``||x_hat - x|| / ||x||``.
+* ``sbl``: ``sbl.sbl`` (MacKay updates, at most 200 steps, default tolerance 1e-4) on a
+  20x40 Gaussian compressed-sensing problem, 4-sparse signal, noise standard deviation 0.03;
+  rate: the fixed ``noise_var`` in [1e-5, 0.1]; metric: the NMSE of the posterior mean.
+* ``pursuit``: ``pursuit.ista`` (soft threshold, at most 200 steps, tolerance 1e-4) coding
+  one 4-sparse signal plus noise 0.01 on a 32x64 unit-norm Gaussian dictionary; rate: the
+  l1 penalty ``lam`` in [1e-3, 0.3]; metric: the relative error of the code.
+* ``manifolds``: 60 steps of ``manifolds.riemannian_sgd`` (momentum 0.9, the default QR
+  retraction) on the Brockett cost ``tr(X^T A X N)`` on St(20, 4), ``N = diag(4, 3, 2, 1)``;
+  rate: the step size in [1e-3, 0.12] (it diverges from about 0.15); metric: the relative
+  optimality gap ``(f - f*) / |f*|``.
+
+A single run takes well under 10 ms on one core: the small-problem regime. The loop pays
+the per-call dispatch and every kernel's fixed overhead 256 times; the vmapped sweep pays
+them once, on 256-wide operations. What bounds the gain on CPU (see the notes the script
+prints): solvers that stop on a tolerance (a ``lax.while_loop``: frank_wolfe, sbl, pursuit)
+run in lockstep under ``vmap`` until the slowest point stops, while the loop stops each point
+on its own (the table gives the mean and the largest step count); batched LAPACK calls
+(``cholesky``, ``qr``, ``eigh``, ``svd`` under ``vmap``) are a loop over the batch in
+jaxlib's CPU kernels, so they gain nothing; and a 16x16 matmul already keeps a core busy,
+so a single run is compute-bound more than overhead-bound.
+
+Both paths must return the same metrics: ``allclose`` at ``rtol = 1e-2`` (tolerance-stopped
+solvers may stop one step apart) and ``atol = 1e-6`` times the sweep's largest metric; the
+largest absolute difference is reported and a disagreement is flagged. ``spectral`` gets
+``atol = 1e-3`` times the largest loss (about 8x the noise floor ``0.5 * 16 * 0.01^2``):
+Muon's orthogonalized step has unit singular values whatever the gradient's size, so once
+the loss reaches its noise floor (the larger rates) the iterates move chaotically and
+round-off grows to the size of the floor (checked in float64 too: the two paths start 1e-15
+apart and end 1e-3 apart at the largest rates).
+
+Both paths are compiled ahead of time (compile times reported apart, never in a sample),
+warmed up once, then timed round-robin (``_timing.time_with_host``). XLA:CPU gets the
+one-thread pool of ``jaxspec.cpu_pool_guard`` on small machines (batched LAPACK calls under
+``vmap`` can deadlock a small pool). Target: the vmapped sweep ``>= 5x`` faster than the
+loop, per module, on one CPU core (run it under ``taskset -c 1``).
+
+Usage::
+
+    python benchmarks/sweeps.py [--quick] [--repeats N] [--out DIR]
+
+``--quick`` (CI) keeps the 256 points and takes 3 timed runs per path (full mode 10);
+about half a minute on one core, most of it compilation. ``--out DIR`` writes
+``DIR/sweeps.md`` and ``DIR/sweeps.json`` (raw numbers, every sample, every metric). A
+missed target is a measurement, not an error: exit code 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from _timing import Case, environment, fmt, markdown_table, time_with_host
+
+import jaxspec
+from jaxspec import frank_wolfe, manifolds, pursuit, sbl, spectral
+from jaxspec.frank_wolfe import lmo
+
+SPEEDUP_TARGET = 5.0
+NUM_SEEDS = 16
+NUM_RATES = 16
+RTOL = 1e-2
+ATOL = 1e-6  # times the largest |metric| of the sweep
+
+
+@dataclass(frozen=True)
+class Config:
+    seeds: int
+    rates: int
+    repeats: int
+    budget_s: float  # sampling time after which a module stops (after min_repeats rounds)
+    min_repeats: int
+    quick: bool
+
+
+def make_config(quick: bool, repeats: int | None) -> Config:
+    if quick:
+        return Config(NUM_SEEDS, NUM_RATES, repeats or 3, 5.0, 2, True)
+    return Config(NUM_SEEDS, NUM_RATES, repeats or 10, 30.0, 3, False)
+
+
+# ----------------------------------------------------------------------------- experiments
+#
+# Each ``solve(rate, seed)`` returns ``(metric, steps)``; the timed ``run`` keeps the metric
+# only, and the step counts are read once, untimed, for the table.
+
+
+def _sparse(key: jax.Array, n: int, k: int, batch: tuple[int, ...] = ()) -> jax.Array:
+    """``k``-sparse vectors of length ``n``: random support, values ``±(0.5 + |N(0, 1)|)``."""
+    k_idx, k_val, k_sign = jax.random.split(key, 3)
+    scores = jax.random.uniform(k_idx, (*batch, n))
+    support = jnp.argsort(scores, axis=-1)[..., :k]
+    values = 0.5 + jnp.abs(jax.random.normal(k_val, (*batch, k)))
+    values = values * jax.random.rademacher(k_sign, (*batch, k), jnp.float32)
+    x = jnp.zeros((*batch, n))
+    return jnp.put_along_axis(x, support, values, axis=-1, inplace=False)
+
+
+def muon_least_squares(lr: jax.Array, seed: jax.Array) -> tuple[jax.Array, jax.Array]:
+    steps, beta = 50, 0.95
+    k_x, k_w, k_n = jax.random.split(jax.random.key(seed), 3)
+    x = jax.random.normal(k_x, (64, 16))
+    w_true = jax.random.normal(k_w, (16, 16)) / 4.0
+    y = x @ w_true + 0.01 * jax.random.normal(k_n, (64, 16))
+
+    def loss(w):
+        return 0.5 * jnp.mean(jnp.sum((x @ w - y) ** 2, axis=1))
+
+    def step(carry, t):
+        w, m = carry
+        g = jax.grad(loss)(w)
+        m = beta * m + g
+        update = spectral.orthogonalize(g + beta * m, steps=5)  # Nesterov momentum
+        return (w - lr * (1.0 - t / steps) * update, m), None  # linear decay to zero
+
+    zeros = jnp.zeros((16, 16))
+    (w, _), _ = jax.lax.scan(step, (zeros, zeros), jnp.arange(steps, dtype=jnp.float32))
+    return loss(w), jnp.int32(steps)
+
+
+def frank_wolfe_l1(radius: jax.Array, seed: jax.Array) -> tuple[jax.Array, jax.Array]:
+    k_a, k_x, k_n = jax.random.split(jax.random.key(seed), 3)
+    a = jax.random.normal(k_a, (32, 64)) / jnp.sqrt(32.0)
+    x = _sparse(k_x, 64, 4)
+    b = a @ x + 0.01 * jax.random.normal(k_n, (32,))
+    sol = frank_wolfe.solve(
+        frank_wolfe.least_squares(a, b),
+        jnp.zeros(64),
+        lmo.l1_ball(radius),
+        step="short",
+        lipschitz=jnp.linalg.norm(a, 2) ** 2,
+        max_steps=200,
+        tol=1e-4,
+    )
+    return jnp.linalg.norm(sol.x - x) / jnp.linalg.norm(x), sol.num_steps
+
+
+def sbl_compressed_sensing(noise_var: jax.Array, seed: jax.Array) -> tuple[jax.Array, jax.Array]:
+    k_a, k_x, k_n = jax.random.split(jax.random.key(seed), 3)
+    a = jax.random.normal(k_a, (20, 40)) / jnp.sqrt(20.0)
+    x = _sparse(k_x, 40, 4)
+    y = a @ x + 0.03 * jax.random.normal(k_n, (20,))
+    sol = sbl.sbl(a, y, noise_var=noise_var, max_steps=200)
+    return jnp.sum((sol.mean - x) ** 2) / jnp.sum(x**2), sol.num_steps
+
+
+def ista_lasso(lam: jax.Array, seed: jax.Array) -> tuple[jax.Array, jax.Array]:
+    k_d, k_x, k_n = jax.random.split(jax.random.key(seed), 3)
+    d = jax.random.normal(k_d, (32, 64))
+    d = d / jnp.linalg.norm(d, axis=0)
+    x = _sparse(k_x, 64, 4)
+    y = d @ x + 0.01 * jax.random.normal(k_n, (32,))
+    sol = pursuit.ista(d, y, lam, max_steps=200, tol=1e-4)
+    return jnp.linalg.norm(sol.codes - x) / jnp.linalg.norm(x), sol.num_steps
+
+
+def brockett_sgd(lr: jax.Array, seed: jax.Array) -> tuple[jax.Array, jax.Array]:
+    steps, n, p = 60, 20, 4
+    k_a, k_x = jax.random.split(jax.random.key(seed))
+    st = manifolds.Stiefel(n, p)
+    g = jax.random.normal(k_a, (n, n))
+    a = (g + g.T) / jnp.sqrt(2.0 * n)
+    mu = jnp.arange(p, 0, -1, dtype=jnp.float32)
+    f_star = jnp.sum(mu * jnp.linalg.eigvalsh(a)[:p])  # mu descending, eigenvalues ascending
+
+    def cost(x):
+        return jnp.sum(x * (a @ x) * mu)
+
+    opt = manifolds.riemannian_sgd(lr, manifold=st, momentum=0.9)
+
+    def step(carry, _):
+        x, state = carry
+        updates, state = opt.update(jax.grad(cost)(x), state, x)
+        return (optax.apply_updates(x, updates), state), None
+
+    x0 = st.random(k_x)
+    (x, _), _ = jax.lax.scan(step, (x0, opt.init(x0)), length=steps)
+    return (cost(x) - f_star) / jnp.abs(f_star), jnp.int32(steps)
+
+
+@dataclass(frozen=True)
+class Experiment:
+    module: str
+    description: str
+    rate: str  # what the swept value is
+    low: float
+    high: float
+    metric: str
+    solve: Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
+    atol: float = ATOL  # agreement: absolute tolerance, times the sweep's largest |metric|
+
+    def run(self, rate: jax.Array, seed: jax.Array) -> jax.Array:
+        return self.solve(rate, seed)[0]
+
+
+EXPERIMENTS = (
+    Experiment(
+        "spectral",
+        "Muon, W 16x16 least squares, 50 steps",
+        "step size",
+        1e-2,
+        1.0,
+        "final loss",
+        muon_least_squares,
+        atol=1e-3,  # chaotic at its noise floor: see the module docstring
+    ),
+    Experiment(
+        "frank_wolfe",
+        "Frank–Wolfe, l1 ball, A 32x64, ≤ 200 steps",
+        "l1 radius",
+        0.25,
+        16.0,
+        "relative error of x",
+        frank_wolfe_l1,
+    ),
+    Experiment(
+        "sbl",
+        "MacKay SBL, A 20x40, ≤ 200 steps",
+        "noise_var",
+        1e-5,
+        1e-1,
+        "NMSE",
+        sbl_compressed_sensing,
+    ),
+    Experiment(
+        "pursuit",
+        "ISTA lasso, D 32x64, one signal, ≤ 200 steps",
+        "lam",
+        1e-3,
+        3e-1,
+        "relative error of the code",
+        ista_lasso,
+    ),
+    Experiment(
+        "manifolds",
+        "Riemannian SGD, Brockett on St(20, 4), 60 steps",
+        "step size",
+        1e-3,
+        0.12,
+        "relative gap",
+        brockett_sgd,
+    ),
+)
+
+
+# ----------------------------------------------------------------------------- measurement
+
+
+def sweep_grid(exp: Experiment, cfg: Config) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The rates, and the ``(rate, seed)`` pairs of the product, rate-major."""
+    rates = np.geomspace(exp.low, exp.high, cfg.rates).astype(np.float32)
+    seeds = np.arange(cfg.seeds, dtype=np.uint32)
+    return rates, np.repeat(rates, cfg.seeds), np.tile(seeds, cfg.rates)
+
+
+def measure(exp: Experiment, cfg: Config) -> tuple[dict[str, str], dict[str, Any]]:
+    rates, rate_pts, seed_pts = sweep_grid(exp, cfg)
+    rate_all, seed_all = jnp.asarray(rate_pts), jnp.asarray(seed_pts)
+    # the vmapped call also returns the step counts for the table (256 int32: negligible)
+    vmapped = Case(jax.vmap(exp.solve), (rate_all, seed_all))
+
+    start = time.perf_counter()
+    single = jax.jit(exp.run).lower(rate_all[0], seed_all[0]).compile()
+    single_compile_s = time.perf_counter() - start
+    points = [(rate_all[i], seed_all[i]) for i in range(rate_all.shape[0])]  # on the device
+
+    def loop() -> list[jax.Array]:
+        return jax.block_until_ready([single(rate, seed) for rate, seed in points])
+
+    loop()  # warm-up, as the vmapped case gets inside time_with_host
+    timings, host = time_with_host(
+        {"vmapped": vmapped},
+        {"loop": loop},
+        cfg.repeats,
+        budget_s=cfg.budget_s,
+        min_repeats=cfg.min_repeats,
+    )
+    timings["loop"].compile_s = single_compile_s
+    t_vm, t_loop = timings["vmapped"], timings["loop"]
+
+    out_vm, steps = (np.asarray(v) for v in vmapped.compiled(*vmapped.args))
+    out_vm = out_vm.astype(np.float64)
+    out_loop = np.array([float(v) for v in host["loop"]])
+    diff = np.abs(out_vm - out_loop)
+    scale = float(np.max(np.abs(out_loop)))
+    agree = bool(np.allclose(out_vm, out_loop, rtol=RTOL, atol=exp.atol * scale))
+    finite = bool(np.all(np.isfinite(out_loop)))
+    by_rate = np.median(out_loop.reshape(cfg.rates, cfg.seeds), axis=1)
+    best = int(np.argmin(by_rate))
+    speedup = t_loop.median_ms / t_vm.median_ms
+    row = {
+        "module": exp.module,
+        "experiment": exp.description,
+        "swept → metric": f"{exp.rate} {exp.low:g}…{exp.high:g} → {exp.metric}",
+        "points": str(rate_pts.size),
+        "vmapped median ms": fmt(t_vm.median_ms),
+        "loop median ms": fmt(t_loop.median_ms),
+        "speed-up": f"{speedup:.1f}×",
+        "compile s (vmapped / single)": f"{t_vm.compile_s:.2f} / {t_loop.compile_s:.2f}",
+        "steps mean / max": f"{steps.mean():.0f} / {steps.max()}",
+        "max |diff|": f"{np.max(diff):.1e}" + ("" if agree else " **DISAGREE**"),
+        f"target ≥ {SPEEDUP_TARGET:g}×": "PASS" if speedup >= SPEEDUP_TARGET else "**MISS**",
+    }
+    raw = {
+        "experiment": exp.description,
+        "rate": exp.rate,
+        "metric": exp.metric,
+        "rates": rates.tolist(),
+        "seeds": cfg.seeds,
+        "vmapped": t_vm.as_dict(),
+        "loop": t_loop.as_dict(),
+        "speedup": speedup,
+        "meets_target": speedup >= SPEEDUP_TARGET,
+        "loop_per_call_us": 1e3 * t_loop.median_ms / rate_pts.size,
+        "vmapped_per_point_us": 1e3 * t_vm.median_ms / rate_pts.size,
+        "max_abs_diff": float(np.max(diff)),
+        "atol": exp.atol * scale,
+        "max_rel_diff": float(np.max(diff / np.maximum(np.abs(out_loop), 1e-30))),
+        "agree": agree,
+        "finite": finite,
+        "steps_mean": float(steps.mean()),
+        "steps_max": int(steps.max()),
+        "best_rate": float(rates[best]),
+        "best_median_metric": float(by_rate[best]),
+        "median_metric_by_rate": by_rate.tolist(),
+        "metrics_loop": out_loop.tolist(),
+        "metrics_vmapped": out_vm.tolist(),
+    }
+    return row, raw
+
+
+COLUMNS = (
+    "module",
+    "experiment",
+    "swept → metric",
+    "points",
+    "vmapped median ms",
+    "loop median ms",
+    "speed-up",
+    "compile s (vmapped / single)",
+    "steps mean / max",
+    "max |diff|",
+    f"target ≥ {SPEEDUP_TARGET:g}×",
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer timed runs for CI")
+    parser.add_argument("--repeats", type=int, default=None, help="timed runs per path")
+    parser.add_argument("--out", type=Path, default=None, help="write sweeps.md/.json here")
+    args = parser.parse_args(argv)
+    cfg = make_config(args.quick, args.repeats)
+    guarded = jaxspec.cpu_pool_guard()  # before the first JAX computation
+
+    start = time.perf_counter()
+    env = environment() | {
+        "cpus_usable": len(os.sched_getaffinity(0)),
+        "cpu_pool_guard": guarded,
+        "numpy": np.__version__,
+    }
+    header = (
+        f"# Hyperparameter sweeps: jit(vmap(run)) vs a Python loop of jit(run) "
+        f"({'quick' if cfg.quick else 'full'} mode)\n\njax {env['jax']} on {env['backend']} "
+        f"({env['cpus_usable']} of {env['cpu_count']} CPUs usable; XLA:CPU one-thread pool: "
+        f"{'yes' if guarded else 'no'}; load average at start {env['load_average'][0]:.1f}), "
+        f"float32. {cfg.seeds} seeds × {cfg.rates} log-spaced rates per module. Up to "
+        f"{cfg.repeats} timed runs per path, round-robin (a module stops after "
+        f"{cfg.budget_s:g} s of sampling, at least {cfg.min_repeats} runs); medians; compile "
+        "time excluded and reported separately. Speed-up = loop median / vmapped median."
+    )
+    print(header, flush=True)
+    print(f"\nenvironment: {json.dumps(env, default=str)}", flush=True)
+    rows, raw = [], {}
+    for exp in EXPERIMENTS:
+        row, raw[exp.module] = measure(exp, cfg)
+        rows.append(row)
+        print(
+            f"  {exp.module}: {row['speed-up']} ({row['vmapped median ms']} ms vs "
+            f"{row['loop median ms']} ms), done at {time.perf_counter() - start:.0f} s",
+            flush=True,
+        )
+    notes = []
+    for module, r in raw.items():
+        if not r["agree"]:
+            notes.append(
+                f"- **{module}: the two paths disagree** (max |diff| {r['max_abs_diff']:.2e}, "
+                f"relative {r['max_rel_diff']:.2e}): a bug in the benchmark or the solver."
+            )
+        if not r["finite"]:
+            notes.append(f"- {module}: some metrics are not finite (a diverging rate).")
+    per_point = ", ".join(
+        f"{m} {r['loop_per_call_us']:.0f} / {r['vmapped_per_point_us']:.0f}" for m, r in raw.items()
+    )
+    lockstep = [
+        f"{m} {r['steps_max'] / r['steps_mean']:.1f}"
+        for m, r in raw.items()
+        if r["steps_max"] != r["steps_mean"]
+    ]
+    if lockstep:
+        notes.append(
+            "- Lockstep: under vmap every point runs as many steps as the slowest one; the work "
+            "of the vmapped sweep over the loop's (largest / mean steps): "
+            + ", ".join(lockstep)
+            + "."
+        )
+    notes.append(
+        f"- Per point, µs (loop call / vmapped share): {per_point}.\n- Best rate by the "
+        "median metric over seeds: "
+        + ", ".join(f"{m} {r['rate']} {r['best_rate']:.3g}" for m, r in raw.items())
+        + "."
+    )
+    passed = sum(r["meets_target"] for r in raw.values())
+    elapsed = time.perf_counter() - start
+    body = (
+        f"## Results\n\n{markdown_table(COLUMNS, rows)}\n\n"
+        + "\n".join(notes)
+        + f"\n\n{passed} of {len(raw)} modules meet the ≥ {SPEEDUP_TARGET:g}× target. "
+        f"Total wall time {elapsed:.0f} s."
+    )
+    print(f"\n{body}", flush=True)
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "sweeps.md").write_text(f"{header}\n\n{body}\n")
+        payload = {
+            "environment": env | {"load_average_end": list(os.getloadavg())},
+            "config": asdict(cfg),
+            "target_speedup": SPEEDUP_TARGET,
+            "tolerance": {
+                "rtol": RTOL,
+                "atol_times_max_metric": {exp.module: exp.atol for exp in EXPERIMENTS},
+            },
+            "modules": raw,
+        }
+        (args.out / "sweeps.json").write_text(json.dumps(payload, indent=2, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
