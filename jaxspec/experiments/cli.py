@@ -6,6 +6,7 @@ Examples::
     jaxspec run ns_schedules --quick --set run.max_steps=8
     jaxspec run path/to/my_config.toml --max-batch 64
     jaxspec reproduce --quick --results-dir results
+    jaxspec reproduce --quick --jobs 1
     jaxspec run spectra --memory-budget 8GiB
     jaxspec run spectra --coordinator-address host0:1234 --num-processes 2 --process-id 0
 """
@@ -13,8 +14,11 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import datetime
 import os
+import re
+import subprocess
 import sys
 import time
 import traceback
@@ -23,7 +27,7 @@ from pathlib import Path
 from jaxspec._cpu_pool import cpu_pool_guard
 from jaxspec.experiments._config import ConfigError
 from jaxspec.experiments._discover import discover, experiments_root, load_experiment
-from jaxspec.experiments._distributed import initialize_distributed
+from jaxspec.experiments._distributed import initialize_distributed, is_distributed
 from jaxspec.experiments._io import atomic_write_text
 from jaxspec.experiments._memory import parse_memory_budget
 from jaxspec.experiments._report import markdown_table
@@ -81,6 +85,70 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reproduce_in_process(name: str, args: argparse.Namespace, results_dir: Path) -> dict:
+    try:
+        result = run_experiment(
+            name,
+            quick=args.quick,
+            results_dir=results_dir,
+            max_batch=args.max_batch,
+            memory_budget=args.memory_budget,
+            experiments_dir=args.experiments_dir,
+            progress=not args.no_progress,
+        )
+    except Exception as err:  # noqa: BLE001 - report every failure, run the others
+        traceback.print_exc()
+        return {"error": f"{type(err).__name__}: {err}".splitlines()[0][:200]}
+    return {
+        "report": result.report_path,
+        "points": len(result.records),
+        "resumed": result.num_resumed,
+    }
+
+
+_DONE_LINE = re.compile(r"^(?P<path>.+report\.md)  \((?P<run>\d+) point\(s\) computed, "
+                        r"(?P<resumed>\d+) resumed")  # fmt: skip
+_ERROR_LINE = re.compile(r"^([\w.]+(Error|Exception)|error)\b.*")
+
+
+def _reproduce_in_subprocess(name: str, args: argparse.Namespace, results_dir: Path) -> dict:
+    """``jaxspec run NAME`` in a child process (one per experiment with ``--jobs`` > 1)."""
+    cmd = [sys.executable, "-m", "jaxspec.experiments.cli", "run", name, "--no-progress"]
+    cmd += ["--results-dir", str(results_dir)] + (["--quick"] if args.quick else [])
+    if args.experiments_dir is not None:
+        cmd += ["--experiments-dir", str(args.experiments_dir)]
+    if args.max_batch is not None:
+        cmd += ["--max-batch", str(args.max_batch)]
+    if args.memory_budget is not None:
+        cmd += ["--memory-budget", str(args.memory_budget)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    lines = [line for line in proc.stdout.splitlines() if _DONE_LINE.match(line)]
+    if proc.returncode != 0 or not lines:
+        sys.stderr.write(f"-- {name} failed (exit {proc.returncode}); its output:\n")
+        sys.stderr.write(proc.stdout + proc.stderr)
+        errors = [x.strip() for x in proc.stderr.splitlines() if _ERROR_LINE.match(x.strip())]
+        return {"error": (errors[-1] if errors else f"exit status {proc.returncode}")[:200]}
+    done = _DONE_LINE.match(lines[-1])
+    return {
+        "report": Path(done["path"]),
+        "points": int(done["run"]) + int(done["resumed"]),
+        "resumed": int(done["resumed"]),
+    }
+
+
+def _jobs(value: str) -> int:
+    """``--jobs``: a positive count, or ``auto`` (one per usable CPU, at most 4, on a CPU-only
+    machine; 1 with an accelerator, whose memory the experiments would share)."""
+    if value != "auto":
+        return int(value)
+    import jax
+
+    if jax.default_backend() != "cpu" or jax.process_count() > 1:
+        return 1
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(cpus or 1, 4))
+
+
 def _cmd_reproduce(args: argparse.Namespace) -> int:
     found = discover(args.experiments_dir)
     if not found:
@@ -88,37 +156,35 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         return 1
     results_dir = Path(args.results_dir)
     size = "quick" if args.quick else "full"
-    rows, failed = [], []
-    for name, folder in found.items():
+    jobs = _jobs(args.jobs)
+    if jobs > 1 and is_distributed():
+        print("error: --jobs > 1 cannot be combined with a multi-process run", file=sys.stderr)
+        return 2
+    if jobs > 1:
+        print(f"running {len(found)} experiments, {jobs} at a time (--jobs)", flush=True)
+
+    def one(name: str) -> dict:
         tic = time.perf_counter()
         print(f"== {name} ({size})", flush=True)
-        description, _ = _describe(folder)
-        row = {"experiment": name, "description": description}
-        try:
-            result = run_experiment(
-                name,
-                quick=args.quick,
-                results_dir=results_dir,
-                max_batch=args.max_batch,
-                memory_budget=args.memory_budget,
-                experiments_dir=args.experiments_dir,
-                progress=not args.no_progress,
-            )
-        except Exception as err:  # noqa: BLE001 - report every failure, run the others
-            traceback.print_exc()
-            failed.append(name)
-            message = f"{type(err).__name__}: {err}".splitlines()[0][:200]
-            row.update(status=f"FAILED: {message}", report="", points="")
+        row = {"experiment": name, "description": _describe(found[name])[0]}
+        runner = _reproduce_in_subprocess if jobs > 1 else _reproduce_in_process
+        out = runner(name, args, results_dir)
+        if "error" in out:
+            row.update(status=f"FAILED: {out['error']}", report="", points="")
         else:
-            link = Path(os.path.relpath(result.report_path, results_dir)).as_posix()
+            link = Path(os.path.relpath(out["report"], results_dir)).as_posix()
             row.update(
                 status="ok",
-                report=f"[{result.run_dir.name}]({link})",
-                points=f"{len(result.records)} ({result.num_resumed} resumed)",
+                report=f"[{out['report'].parent.name}]({link})",
+                points=f"{out['points']} ({out['resumed']} resumed)",
             )
-            print(f"   {result.report_path}", flush=True)
+            print(f"   {out['report']}", flush=True)
         row["wall time (s)"] = f"{time.perf_counter() - tic:.1f}"
-        rows.append(row)
+        return row
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+        rows = list(pool.map(one, found))  # rows in discovery order
+    failed = [row["experiment"] for row in rows if row["status"] != "ok"]
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     summary = f"{len(rows) - len(failed)} of {len(rows)} experiments ok"
     index = "\n".join(
@@ -212,6 +278,13 @@ def build_parser() -> argparse.ArgumentParser:
         "reproduce", parents=[where], help="run every experiment and write <results>/index.md"
     )
     sizing(reproduce)
+    reproduce.add_argument(
+        "--jobs",
+        default="auto",
+        metavar="N",
+        help="experiments run at once, each in its own process (default 'auto': one per CPU, "
+        "at most 4, on a CPU-only machine; 1 with an accelerator or under jax.distributed)",
+    )
     return parser
 
 
@@ -233,6 +306,10 @@ def main(argv: list[str] | None = None) -> int:
             args.memory_budget = parse_memory_budget(args.memory_budget)
     except ValueError as err:
         print(f"error: {err}".replace("`memory_budget`", "--memory-budget"), file=sys.stderr)
+        return 2
+    jobs = getattr(args, "jobs", "auto")
+    if jobs != "auto" and not (jobs.isdigit() and int(jobs) >= 1):
+        print(f"error: --jobs must be a positive integer or 'auto', got {jobs!r}", file=sys.stderr)
         return 2
     _use_agg()
     if args.command != "list":

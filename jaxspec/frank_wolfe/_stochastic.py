@@ -62,7 +62,9 @@ def stochastic_schedule(
         arXiv:2103.01484.
     """
     check_choice(name, "schedule", SCHEDULES)
-    t = jnp.asarray(t).astype(float)
+    t = jnp.asarray(t)
+    if not jnp.issubdtype(t.dtype, jnp.floating):  # a float t keeps its dtype (float32 stays)
+        t = t.astype(jnp.result_type(float))
     if name == "mhk":
         rho, gamma = 4.0 / (t + 8.0) ** (2.0 / 3.0), 2.0 / (t + 8.0)
     elif name == "online_odl":

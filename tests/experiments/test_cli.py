@@ -56,12 +56,16 @@ def test_run_reports_config_errors_with_exit_status_2(tmp_path, capsys):
     assert not (tmp_path / "toy").exists()
 
 
-def test_reproduce_runs_everything_and_writes_the_index(tmp_path, capsys):
+@pytest.mark.parametrize("jobs", ["1", "2"])  # in this process; two child processes at once
+def test_reproduce_runs_everything_and_writes_the_index(tmp_path, capsys, jobs):
     results = tmp_path / "all"
-    code = _main("reproduce", "--quick", "--no-progress", "--results-dir", str(results))
+    code = _main(
+        "reproduce", "--quick", "--no-progress", "--results-dir", str(results), "--jobs", jobs
+    )
     assert code == 1  # `broken` failed, after `toy` still ran
     out = capsys.readouterr().out
     assert "failed: broken" in out
+    assert ("2 at a time" in out) == (jobs == "2")
     index = (results / "index.md").read_text()
     assert "Quick size" in index and "1 of 2 experiments ok" in index
     rows = {line.split(" | ")[0].strip("| "): line for line in index.splitlines()[4:]}
@@ -70,6 +74,12 @@ def test_reproduce_runs_everything_and_writes_the_index(tmp_path, capsys):
     (run_dir,) = (results / "toy").iterdir()
     assert f"[{run_dir.name}](toy/{run_dir.name}/report.md)" in rows["toy"]
     assert (results / "toy" / run_dir.name / "report.md").is_file()
+
+
+@pytest.mark.parametrize("jobs", ["0", "-1", "two"])
+def test_reproduce_rejects_a_bad_job_count(jobs, capsys):
+    assert _main("reproduce", "--jobs", jobs) == 2
+    assert "--jobs must be a positive integer or 'auto'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("command", [["list"], ["run", "--help"]])

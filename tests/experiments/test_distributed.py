@@ -14,6 +14,9 @@ from jaxspec.experiments import initialize_distributed
 
 from .helpers import FIXTURES
 
+# Subprocesses with their own JAX start-up (about 60 s of worker time): CI's slow step runs them.
+pytestmark = pytest.mark.slow
+
 
 def _free_port() -> int:
     with socket.socket() as s:

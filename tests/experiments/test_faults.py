@@ -46,6 +46,7 @@ def _cli(results, *extra):
     )
 
 
+@pytest.mark.slow  # subprocesses; CI runs the slow step
 def test_sigkill_mid_sweep_then_rerun_finishes_only_the_missing_points(tmp_path):
     results = tmp_path / "killed"
     args = ("--max-batch", "1", "--set", "delay=0.4")
@@ -92,6 +93,7 @@ def test_sigkill_mid_sweep_then_rerun_finishes_only_the_missing_points(tmp_path)
     assert _jsonl_finals(run_dir / "metrics.jsonl") == _jsonl_finals(clean_jsonl)
 
 
+@pytest.mark.slow  # subprocesses; CI runs the slow step
 def test_two_processes_on_one_results_folder(tmp_path):
     """The same command twice at once: one computes, the other waits and resumes every point;
     a different config beside them runs concurrently in its own run folder."""

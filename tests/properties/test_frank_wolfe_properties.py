@@ -18,6 +18,7 @@ import itertools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -334,3 +335,7 @@ def test_monotone_step_rules_never_increase_the_objective(kind, seed, radius, st
         values.append(0.5 * np.sum((a @ xn - b) ** 2))
     values = np.array(values)
     assert np.all(np.diff(values) <= 1e-12 * (1 + values[:-1])), np.diff(values)
+
+
+# About 45 s of worker time in all: CI runs the property suites in its slow step.
+pytestmark = pytest.mark.slow

@@ -12,6 +12,7 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 import scipy.linalg
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -236,3 +237,7 @@ def test_special_procrustes_is_a_rotation_and_beats_every_rotation(p, seed, nois
     assert best >= unconstrained - scale  # a subset cannot do better
     if np.linalg.det(r_free) > 0:
         assert abs(best - unconstrained) <= scale
+
+
+# About 45 s of worker time in all: CI runs the property suites in its slow step.
+pytestmark = pytest.mark.slow

@@ -17,6 +17,7 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -209,3 +210,7 @@ def test_thresholds_are_exact_proximal_maps(name, seed, log_lam, log_a, log_step
         best = prox_objective(name, grid, vi, lam, a, step).min()
         got = prox_objective(name, xi, vi, lam, a, step)
         assert got <= best + 1e-12 * (1 + abs(best)), (vi, xi, got, best)
+
+
+# About 45 s of worker time in all: CI runs the property suites in its slow step.
+pytestmark = pytest.mark.slow

@@ -17,6 +17,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -186,3 +187,7 @@ def test_em_block_sbl_cost_never_increases(seed, log_snr, r):
     )  # fmt: skip
     assert int(public.num_steps) == 20
     np.testing.assert_allclose(float(public.cost), costs[-1], rtol=1e-10, atol=1e-10)
+
+
+# About 45 s of worker time in all: CI runs the property suites in its slow step.
+pytestmark = pytest.mark.slow

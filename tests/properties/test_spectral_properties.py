@@ -17,6 +17,7 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -212,3 +213,7 @@ def test_power_iteration_is_a_nondecreasing_lower_bound(shape, seed, log_scale, 
     assert float(cold) <= true * (1 + 1e-12)
     default = spectral_norm(xj)
     assert float(default) <= true * (1 + 1e-12)
+
+
+# About 45 s of worker time in all: CI runs the property suites in its slow step.
+pytestmark = pytest.mark.slow
