@@ -39,13 +39,27 @@ def _polar_newton_schulz(a: jax.Array) -> jax.Array:
     return spectral.polar(a, tol=tol).factor
 
 
-def lp_objective(a: jax.Array, y: jax.Array, p: int = 3) -> jax.Array:
+def _lp_inputs(a, y, p):
+    a = as_float_array(a, "a", min_ndim=2)
+    y = as_float_array(y, "y", min_ndim=2)
+    if a.ndim != 2 or y.ndim != 2 or a.shape[1] != y.shape[0]:
+        raise ValueError(
+            f"`a` (k, n) and `y` (n, b) must be matrices with matching n, got shapes "
+            f"{a.shape} and {y.shape}."
+        )
+    _check_p(p)
+    return a, y
+
+
+def lp_objective(a: jax.typing.ArrayLike, y: jax.typing.ArrayLike, p: int = 3) -> jax.Array:
     """``(1/p) mean_j ||A y_j||_p^p`` for samples ``y`` of shape ``(n, b)`` (columns)."""
+    a, y = _lp_inputs(a, y, p)
     return jnp.mean(jnp.sum(jnp.abs(a @ y) ** p, axis=0)) / p
 
 
-def lp_gradient(a: jax.Array, y: jax.Array, p: int = 3) -> jax.Array:
+def lp_gradient(a: jax.typing.ArrayLike, y: jax.typing.ArrayLike, p: int = 3) -> jax.Array:
     """Gradient of :func:`lp_objective`: ``(|AY|^(p-1) sign(AY)) Y^T / b``."""
+    a, y = _lp_inputs(a, y, p)
     ay = a @ y
     return (jnp.abs(ay) ** (p - 1) * jnp.sign(ay)) @ y.T / y.shape[1]
 

@@ -7,11 +7,10 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from jaxspec._checks import check_matrix
+from jaxspec._checks import as_float_array, check_matrix
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
-def polar_factor(y: jax.Array, special: bool = False) -> jax.Array:
+def polar_factor(y: jax.typing.ArrayLike, special: bool = False) -> jax.Array:
     r"""Orthogonal polar factor ``U V^T`` of ``y (..., n, p)``, ``n >= p``, from the thin SVD.
 
     With ``special=True`` (square ``y``) the last singular direction is flipped where
@@ -22,7 +21,20 @@ def polar_factor(y: jax.Array, special: bool = False) -> jax.Array:
     ``Omega_ij = (M - M^T)_ij / (s_i + s_j)`` with ``M = U^T dy V``, and for tall ``y`` the
     normal part is ``(I - U U^T) dy H^{-1}``. The denominators only vanish for rank-deficient
     ``y`` (or, with ``special``, when the flipped singular value ties another one).
+
+    Raises:
+        ValueError: ``y`` is not a float array of matrices with ``n >= p`` (square with
+            ``special``), or is empty.
     """
+    y = as_float_array(y, "y", min_ndim=2)
+    if y.shape[-2] < y.shape[-1] or (special and y.shape[-2] != y.shape[-1]):
+        need = "square" if special else "tall or square (n >= p)"
+        raise ValueError(f"`y` must be {need} matrices (..., n, p), got shape {y.shape}.")
+    return _polar_factor(y, bool(special))
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
+def _polar_factor(y: jax.Array, special: bool) -> jax.Array:
     u, s, vt = _signed_svd(y, special)
     return u @ vt
 
@@ -37,7 +49,7 @@ def _signed_svd(y, special):
     return u, s, vt
 
 
-@polar_factor.defjvp
+@_polar_factor.defjvp
 def _polar_factor_jvp(special, primals, tangents):
     (y,), (dy,) = primals, tangents
     u, s, vt = _signed_svd(y, special)
@@ -55,15 +67,22 @@ def mT(x: jax.Array) -> jax.Array:
     return jnp.swapaxes(x, -1, -2)
 
 
+def _square(a: jax.typing.ArrayLike) -> jax.Array:
+    a = as_float_array(a, "a", min_ndim=2, allow_complex=True)
+    if a.shape[-1] != a.shape[-2]:
+        raise ValueError(f"`a` must be square matrices (..., n, n), got shape {a.shape}.")
+    return a
+
+
 def skew(a: jax.typing.ArrayLike) -> jax.Array:
     """Skew-symmetric part ``(a - a^T) / 2`` of square matrices ``(..., n, n)``."""
-    a = jnp.asarray(a)
+    a = _square(a)
     return 0.5 * (a - mT(a))
 
 
 def sym(a: jax.typing.ArrayLike) -> jax.Array:
     """Symmetric part ``(a + a^T) / 2`` of square matrices ``(..., n, n)``."""
-    a = jnp.asarray(a)
+    a = _square(a)
     return 0.5 * (a + mT(a))
 
 
