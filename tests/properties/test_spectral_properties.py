@@ -22,6 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jaxspec import spectral
+from tests.spectral.test_schedules import DOC_TABLE
 
 SEEDS = st.integers(0, 2**31 - 1)
 SHAPES = st.sampled_from([(3, 5), (6, 4)])  # one wide, one tall: few compiles
@@ -30,20 +31,7 @@ SETTINGS = settings(max_examples=20, deadline=None, database=None, derandomize=T
 
 # The table of ``orthogonalize``'s docstring: output singular values for normalized inputs
 # in [1e-3, 1] (exact arithmetic; "round-off adds about 10 eps in float64").
-BANDS = {
-    ("polar_express", 5): (0.8524, 1.1236),
-    ("polar_express", 6): (0.9956, 1.0012),
-    ("polar_express", 8): (1.0000, 1.0000),
-    ("jordan", 5): (0.4705, 1.2024),
-    ("jordan", 6): (0.6818, 1.2024),
-    ("jordan", 8): (0.6818, 1.1344),
-    ("you", 5): (0.4750, 1.1450),
-    ("you", 6): (0.9778, 1.1450),
-    ("you", 8): (0.9787, 0.9936),
-    ("cubic", 5): (0.0076, 1.0000),
-    ("cubic", 6): (0.0114, 1.0000),
-    ("cubic", 8): (0.0256, 1.0000),
-}
+BANDS = DOC_TABLE
 TABLE_ROUNDING = 5e-5  # the table is printed to 4 decimals
 
 
