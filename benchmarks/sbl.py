@@ -20,7 +20,7 @@ Usage::
 
     python benchmarks/sbl.py [--quick] [--repeats N] [--out DIR]
 
-``--quick`` (CI) uses 8 problems per size, the judged size only, and a single (b) trial.
+``--quick`` (CI) uses 8 problems per size, the judged size only, and a single, smaller (b) trial.
 ``--out DIR`` writes ``DIR/sbl.md`` and ``DIR/sbl.json``. A missed target is a measurement,
 not an error: exit code 0.
 """
@@ -235,8 +235,15 @@ def section_classic(cfg: Config, rng) -> tuple[list[dict], dict, list[str]]:
 
 
 def section_kronecker(cfg: Config, rng) -> tuple[list[dict], dict, list[str]]:
-    """KroSBL config (a): M = (8, 12, 15), N_i = 15, K = 3 per factor, 25 dB."""
-    dims, n_i, k_i, snr = (8, 12, 15), 15, 3, 25.0
+    """KroSBL config (a): M = (8, 12, 15), N_i = 15, K = 3 per factor, 25 dB.
+
+    Quick mode (a CI smoke check) uses M = (6, 8, 10), N_i = 10, K = 2 per factor instead: the
+    classical baseline on the explicit 1440×3375 matrix alone takes about 20 s per solve.
+    """
+    if cfg.quick:
+        dims, n_i, k_i, snr = (6, 8, 10), 10, 2, 25.0
+    else:
+        dims, n_i, k_i, snr = (8, 12, 15), 15, 3, 25.0
     rows, raw = [], {"trials": []}
     for _ in range(cfg.kron_trials):
         factors = [rng.standard_normal((mi, n_i)) for mi in dims]
@@ -297,8 +304,9 @@ def section_kronecker(cfg: Config, rng) -> tuple[list[dict], dict, list[str]]:
             }
         )
     notes = [
-        f"(b) {cfg.kron_trials} trial(s), 1440×3375 (M = 8·12·15, N = 15³), 27 nonzeros, 25 dB, "
-        "known noise; classical SBL runs on the explicit Kronecker matrix."
+        f"(b) {cfg.kron_trials} trial(s), {int(np.prod(dims))}×{n_i ** len(dims)} "
+        f"(M = {'·'.join(map(str, dims))}, N = {n_i}³), {k_i ** len(dims)} nonzeros, "
+        f"{snr:g} dB, known noise; classical SBL runs on the explicit Kronecker matrix."
     ]
     return rows, raw, notes
 
@@ -349,7 +357,9 @@ def main(argv: list[str] | None = None) -> int:
     body = (
         f"## (a) Classical SBL\n\n{markdown_table(COLUMNS, rows_a)}\n\n"
         + "\n\n".join(notes_a)
-        + "\n\n## (b) Kronecker SBL, KroSBL config (a)\n\n"
+        + "\n\n## (b) Kronecker SBL, "
+        + ("a smaller problem (quick mode)" if cfg.quick else "KroSBL config (a)")
+        + "\n\n"
         + markdown_table(
             ("solver", "median ms", "× vs classical SBL", "median NMSE (dB)", "steps", "status"),
             rows_b,

@@ -452,8 +452,13 @@ def _header(
         f"({', '.join(dev['device_kinds'])}); JAX {jax.__version__}, "
         f"Python {platform.python_version()}",
         f"- Wall time {wall_s:.1f} s for this invocation ({num_run} of {len(records)} points "
-        f"computed, {len(records) - num_run} resumed from disk; {compile_s:.1f} s compiling); "
-        f"{compute_s:.1f} s of compute over all invocations",
+        f"computed, {len(records) - num_run} resumed from disk; {compile_s:.1f} s compiling"
+        + (
+            ", XLA backend optimizations off"
+            if jax.config.read("jax_disable_most_optimizations")
+            else ""
+        )
+        + f"); {compute_s:.1f} s of compute over all invocations",
     ]
     for status, what in ((STATUS_NONFINITE, "non-finite metrics"), (STATUS_ERROR, "raised")):
         bad = [r for r in records if r.status == status]
@@ -778,6 +783,7 @@ def _write_outputs(
         "python_version": platform.python_version(),
         **_device_summary(),
         "x64": experiment.x64 or bool(jax.config.read("jax_enable_x64")),
+        "xla_optimizations": not bool(jax.config.read("jax_disable_most_optimizations")),
         "points": len(records),
         "computed": num_run,
         "resumed": len(records) - num_run,

@@ -1,6 +1,7 @@
 """The `jaxspec` command: list, run, reproduce and the results index."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -74,6 +75,31 @@ def test_reproduce_runs_everything_and_writes_the_index(tmp_path, capsys, jobs):
     (run_dir,) = (results / "toy").iterdir()
     assert f"[{run_dir.name}](toy/{run_dir.name}/report.md)" in rows["toy"]
     assert (results / "toy" / run_dir.name / "report.md").is_file()
+    # --quick on CPU turns XLA's backend optimizations off (here, and in the child processes).
+    run_info = json.loads((run_dir / "run.json").read_text())
+    assert run_info["xla_optimizations"] is False
+
+
+@pytest.mark.parametrize(
+    ("flags", "optimized"),
+    [(["--quick"], False), (["--quick", "--xla-optimize", "on"], True), ([], True)],
+)
+def test_xla_optimizations_are_off_only_for_quick_cpu_runs_unless_asked(tmp_path, flags, optimized):
+    env = {k: v for k, v in os.environ.items() if k != "JAX_DISABLE_MOST_OPTIMIZATIONS"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "jaxspec.experiments.cli", "--experiments-dir", str(FIXTURES)]
+        + ["run", "toy", "--no-progress", "--results-dir", str(tmp_path), *flags],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr
+    (run_dir,) = (tmp_path / "toy").iterdir()
+    assert json.loads((run_dir / "run.json").read_text())["xla_optimizations"] is optimized
+    header = (run_dir / "report.md").read_text()
+    assert ("XLA backend optimizations off" in header) is not optimized
 
 
 @pytest.mark.parametrize("jobs", ["0", "-1", "two"])
