@@ -12,7 +12,7 @@
   quarter. HLO-level passes (fusion, simplification) still run, so the programs and their
   numerics are those of an optimized build up to instruction selection. Set
   ``JAXSPEC_TEST_OPTIMIZE=1`` to test the fully optimized build (benchmarks and experiment
-  runs use it, except quick experiment runs on CPU: see ``jaxspec run --xla-optimize``).
+  runs use it, except quick experiment runs on CPU: see ``jaxspec run --xla-opt-level``).
   Cases that check round-off-level accuracy are marked ``optimized`` and always compile
   with the full backend optimizations (their caches are cleared around them so no
   executable crosses over).

@@ -74,6 +74,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             memory_budget=args.memory_budget,
             experiments_dir=args.experiments_dir,
             progress=not args.no_progress,
+            xla_opt_level=args.xla_opt_level,
         )
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -95,6 +96,7 @@ def _reproduce_in_process(name: str, args: argparse.Namespace, results_dir: Path
             memory_budget=args.memory_budget,
             experiments_dir=args.experiments_dir,
             progress=not args.no_progress,
+            xla_opt_level=args.xla_opt_level,
         )
     except Exception as err:  # noqa: BLE001 - report every failure, run the others
         traceback.print_exc()
@@ -117,7 +119,8 @@ def _reproduce_in_subprocess(name: str, args: argparse.Namespace, results_dir: P
     cmd += ["--results-dir", str(results_dir)] + (["--quick"] if args.quick else [])
     if args.experiments_dir is not None:
         cmd += ["--experiments-dir", str(args.experiments_dir)]
-    cmd += ["--xla-optimize", args.xla_optimize]
+    level = args.xla_opt_level  # already resolved from 'auto' by main()
+    cmd += ["--xla-opt-level", "default" if level is None else str(level)]
     if args.max_batch is not None:
         cmd += ["--max-batch", str(args.max_batch)]
     if args.memory_budget is not None:
@@ -150,21 +153,19 @@ def _jobs(value: str) -> int:
     return max(1, min(cpus or 1, 4))
 
 
-def _configure_xla_optimizations(mode: str, quick: bool) -> None:
-    """``--xla-optimize``: turn XLA's backend (LLVM) optimizations off for this process.
+def _xla_opt_level(value: str, quick: bool) -> int | None:
+    """``--xla-opt-level``: ``auto`` is 1 for ``--quick`` on a CPU-only machine and XLA's
+    default otherwise (``None``).
 
-    Off is the default for ``--quick`` on a CPU-only machine: there compiling is most of a
-    quick run (about 80% of ``jaxspec reproduce --quick``'s process time on 2 CPU cores) and
-    takes about half as long without the backend optimizations, while the small quick problems
-    run only slightly slower. Results agree with an optimized build to round-off (the unit
-    tests run this way); ``run.json`` records the setting (``xla_optimizations``).
+    Compiling is about 80% of ``jaxspec reproduce --quick``'s process time on 2 CPU cores;
+    backend level 1 takes about half as long as the default 3 and the small quick programs run
+    as fast (level 0 compiles a little faster again but runs about 2x slower).
     """
-    import jax
+    if value == "auto":
+        import jax
 
-    if mode == "auto" and quick and jax.default_backend() == "cpu":
-        mode = "off"
-    if mode != "auto":  # 'auto' otherwise keeps JAX's own setting
-        jax.config.update("jax_disable_most_optimizations", mode == "off")
+        return 1 if quick and jax.default_backend() == "cpu" else None
+    return None if value == "default" else int(value)
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
@@ -256,12 +257,12 @@ def build_parser() -> argparse.ArgumentParser:
         )
         p.add_argument("--no-progress", action="store_true", help="no progress bar")
         p.add_argument(
-            "--xla-optimize",
-            choices=("auto", "on", "off"),
+            "--xla-opt-level",
+            choices=("auto", "default", "0", "1", "2", "3"),
             default="auto",
-            help="XLA backend optimizations (default 'auto': off for --quick on a CPU-only "
-            "machine, where compiling takes most of a quick run and halves without them; "
-            "otherwise JAX's setting, normally on)",
+            help="XLA backend (LLVM) optimization level of the sweep programs (default 'auto': "
+            "1 for --quick on a CPU-only machine, where compiling is most of a quick run and "
+            "takes about half as long; XLA's default, 3, otherwise)",
         )
         dist = p.add_argument_group(
             "multi-process (jax.distributed)",
@@ -345,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {err}", file=sys.stderr)
             return 2
         cpu_pool_guard()  # before the first computation; see jaxspec/_cpu_pool.py
-        _configure_xla_optimizations(args.xla_optimize, args.quick)
+        args.xla_opt_level = _xla_opt_level(args.xla_opt_level, args.quick)
     handlers = {"list": _cmd_list, "run": _cmd_run, "reproduce": _cmd_reproduce}
     return handlers[args.command](args)
 

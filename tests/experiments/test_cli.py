@@ -1,7 +1,6 @@
 """The `jaxspec` command: list, run, reproduce and the results index."""
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -75,31 +74,31 @@ def test_reproduce_runs_everything_and_writes_the_index(tmp_path, capsys, jobs):
     (run_dir,) = (results / "toy").iterdir()
     assert f"[{run_dir.name}](toy/{run_dir.name}/report.md)" in rows["toy"]
     assert (results / "toy" / run_dir.name / "report.md").is_file()
-    # --quick on CPU turns XLA's backend optimizations off (here, and in the child processes).
-    run_info = json.loads((run_dir / "run.json").read_text())
-    assert run_info["xla_optimizations"] is False
+    # --quick on CPU compiles at XLA backend level 1 (here, and in the child processes).
+    assert json.loads((run_dir / "run.json").read_text())["xla_backend_optimization_level"] == 1
 
 
 @pytest.mark.parametrize(
-    ("flags", "optimized"),
-    [(["--quick"], False), (["--quick", "--xla-optimize", "on"], True), ([], True)],
+    ("flags", "level"),
+    [(["--quick"], 1), (["--quick", "--xla-opt-level", "default"], None), ([], None)]
+    + [(["--xla-opt-level", "0"], 0)],
 )
-def test_xla_optimizations_are_off_only_for_quick_cpu_runs_unless_asked(tmp_path, flags, optimized):
-    env = {k: v for k, v in os.environ.items() if k != "JAX_DISABLE_MOST_OPTIMIZATIONS"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "jaxspec.experiments.cli", "--experiments-dir", str(FIXTURES)]
-        + ["run", "toy", "--no-progress", "--results-dir", str(tmp_path), *flags],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-        env=env,
-    )
-    assert proc.returncode == 0, proc.stderr
+def test_quick_cpu_runs_compile_at_backend_level_1_unless_asked(tmp_path, capsys, flags, level):
+    args = ["run", "toy", "--no-progress", "--results-dir", str(tmp_path), *flags]
+    assert _main(*args) == 0
     (run_dir,) = (tmp_path / "toy").iterdir()
-    assert json.loads((run_dir / "run.json").read_text())["xla_optimizations"] is optimized
+    assert json.loads((run_dir / "run.json").read_text())["xla_backend_optimization_level"] == level
     header = (run_dir / "report.md").read_text()
-    assert ("XLA backend optimizations off" in header) is not optimized
+    assert ("XLA backend optimization level" in header) is (level is not None)
+
+
+def test_bad_xla_opt_level():
+    with pytest.raises(SystemExit):
+        _main("run", "toy", "--xla-opt-level", "4")
+    from jaxspec.experiments import run_experiment
+
+    with pytest.raises(ValueError, match="`xla_opt_level` must be None or an int in"):
+        run_experiment("toy", experiments_dir=FIXTURES, xla_opt_level=7)
 
 
 @pytest.mark.parametrize("jobs", ["0", "-1", "two"])
