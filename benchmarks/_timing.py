@@ -133,6 +133,7 @@ def environment() -> dict[str, Any]:
         "python": platform.python_version(),
         "machine": platform.machine(),
         "load_average": os.getloadavg(),
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
     }
 
 

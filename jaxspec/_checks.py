@@ -79,3 +79,39 @@ def check_choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise ValueError(f"`{name}` must be one of {choices}, got {value!r}.")
     return value
+
+
+def _path_name(path: tuple[Any, ...]) -> str:
+    return jax.tree_util.keystr(path) or "(root)"
+
+
+def check_update_tree(updates: Any, reference: Any = None, *, reference_name: str = "params"):
+    """Check an optax transform's incoming ``updates``: floating-point leaves and, when a
+    ``reference`` tree is given (the params, or a state tree with one leaf per parameter), the
+    same structure and leaf shapes.
+
+    Raises:
+        ValueError: naming ``updates`` and the leaf's path, for an integer, boolean or complex
+            leaf, or a leaf whose shape differs from the reference's.
+    """
+    leaves = jax.tree_util.tree_flatten_with_path(updates)[0]
+    for path, leaf in leaves:
+        dtype = jnp.result_type(leaf)
+        if not jnp.issubdtype(dtype, jnp.floating):
+            raise ValueError(
+                f"`updates`: leaf {_path_name(path)} must be floating point, got dtype {dtype}."
+            )
+    if reference is None:
+        return
+    ref_leaves, ref_def = jax.tree_util.tree_flatten_with_path(reference)
+    if jax.tree.structure(updates) != jax.tree.structure(reference):
+        raise ValueError(
+            f"`updates` must have the tree structure of `{reference_name}`, got "
+            f"{jax.tree.structure(updates)} for {ref_def}."
+        )
+    for (path, leaf), (_, ref) in zip(leaves, ref_leaves, strict=True):
+        if jnp.shape(leaf) != jnp.shape(ref):
+            raise ValueError(
+                f"`updates`: leaf {_path_name(path)} has shape {tuple(jnp.shape(leaf))}, but "
+                f"`{reference_name}` has {tuple(jnp.shape(ref))} there."
+            )

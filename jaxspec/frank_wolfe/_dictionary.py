@@ -18,6 +18,7 @@ import jax.numpy as jnp
 from jaxspec import spectral
 from jaxspec._checks import as_float_array, check_choice, check_int, check_positive
 from jaxspec._status import classify
+from jaxspec._svd import svd
 from jaxspec.frank_wolfe._solution import Solution
 from jaxspec.frank_wolfe._stochastic import Schedule, stochastic_solve
 from jaxspec.frank_wolfe.lmo import spectral_ball
@@ -30,7 +31,7 @@ def _check_p(p: int) -> int:
 
 
 def _polar(a: jax.Array) -> jax.Array:
-    u, _, vh = jnp.linalg.svd(a, full_matrices=False)
+    u, _, vh = svd(a)
     return u @ vh
 
 
@@ -253,7 +254,7 @@ def msp(
 
     def measure(a):
         g = lp_gradient(a, y, p)
-        u, s, vh = jnp.linalg.svd(g, full_matrices=False)
+        u, s, vh = svd(g)
         target = u @ vh
         gap = (jnp.sum(s) - jnp.vdot(g, a)) / jnp.maximum(jnp.sum(s), jnp.finfo(y.dtype).tiny)
         return target, gap

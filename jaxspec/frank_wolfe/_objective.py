@@ -57,12 +57,22 @@ class LinearComposite(eqx.Module):
         if self.gram_cache and self.loss is not _half_squared_error:
             raise ValueError("`gram_cache` needs the least-squares loss (use least_squares).")
 
+    def _check_x(self, x: jax.typing.ArrayLike) -> jax.Array:
+        x = as_float_array(x, "x")
+        n = jnp.shape(self.matrix)[1]
+        if x.shape != (n,):
+            raise ValueError(
+                f"`x` must have shape ({n},) to match `matrix` {tuple(jnp.shape(self.matrix))}, "
+                f"got {tuple(x.shape)}."
+            )
+        return x
+
     def __call__(self, x: jax.Array) -> jax.Array:
-        return self.loss(self.matrix @ x, self.args)
+        return self.loss(self.matrix @ self._check_x(x), self.args)
 
     def image(self, x: jax.Array) -> jax.Array:
         """``A x``."""
-        return self.matrix @ x
+        return self.matrix @ self._check_x(x)
 
     def value_and_grad_from_image(self, z: jax.Array) -> tuple[jax.Array, jax.Array]:
         """``(loss(z), A^T grad loss(z))``: one transposed matrix-vector product."""

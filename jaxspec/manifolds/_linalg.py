@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxspec._checks import as_float_array, check_matrix
+from jaxspec._svd import svd
 
 
 def polar_factor(y: jax.typing.ArrayLike, special: bool = False) -> jax.Array:
@@ -40,7 +41,7 @@ def _polar_factor(y: jax.Array, special: bool) -> jax.Array:
 
 
 def _signed_svd(y, special):
-    u, s, vt = jnp.linalg.svd(y, full_matrices=False)
+    u, s, vt = svd(y)
     if special:
         det = jnp.linalg.det(u @ vt)  # one LU: two concurrent batched LAPACK calls can deadlock
         flip = jnp.where(det < 0, -1.0, 1.0).astype(y.dtype)[..., None]

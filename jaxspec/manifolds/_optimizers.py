@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxspec._checks import check_matrix, check_positive, is_concrete
+from jaxspec._checks import check_matrix, check_positive, check_update_tree, is_concrete
 from jaxspec.manifolds._base import RETRACTIONS, AbstractOrthonormalFrames
 from jaxspec.manifolds._linalg import eye_like, mT
 from jaxspec.manifolds._orthogonal import Orthogonal
@@ -322,6 +322,8 @@ def riemannian_sgd(
 
     def update_fn(updates, state, params=None):
         _require_params(params, "riemannian_sgd")
+        jax.tree.map(_check_leaf, params)  # first, so a bad point is reported as `params`
+        check_update_tree(updates, params)
         treedef, xs, (gs, bufs) = _flatten(params, updates, state.momentum)
         eta = _learning_rate(learning_rate, state.count)
         new_count = _increment(state.count)
@@ -469,6 +471,8 @@ def riemannian_adam(
 
     def update_fn(updates, state, params=None):
         _require_params(params, "riemannian_adam")
+        jax.tree.map(_check_leaf, params)  # first, so a bad point is reported as `params`
+        check_update_tree(updates, params)
         treedef, xs, (gs, mus, nus, nu_maxs) = _flatten(
             params, updates, state.mu, state.nu, state.nu_max
         )
@@ -698,6 +702,8 @@ def landing(
 
     def update_fn(updates, state, params=None):
         _require_params(params, "landing")
+        jax.tree.map(_check_leaf, params)  # first, so a bad point is reported as `params`
+        check_update_tree(updates, params)
         treedef, xs, (gs,) = _flatten(params, updates)
         eta = _learning_rate(learning_rate, state.count)
         new_count = _increment(state.count)

@@ -23,6 +23,7 @@ import numpy as np
 
 from jaxspec._checks import as_float_array, check_choice, check_int, check_positive, is_concrete
 from jaxspec._status import Status
+from jaxspec._svd import svd
 from jaxspec.sbl._common import NOISE_FLOOR, check_unit_interval
 from jaxspec.sbl._solution import KroneckerSBLSolution
 
@@ -289,7 +290,7 @@ def _svd_step(lam: jax.Array, active: Sequence[jax.Array]) -> tuple[jax.Array, .
     rest = lam.reshape(dims[0], -1)
     gammas = []
     for i in range(len(dims) - 1):
-        u, s, vh = jnp.linalg.svd(rest, full_matrices=False)
+        u, s, vh = svd(rest)
         gammas.append(jnp.abs(u[:, 0]))
         rest = (s[0] * vh[0]).reshape(dims[i + 1], -1)
     gammas.append(jnp.abs(rest.reshape(-1)))

@@ -10,6 +10,7 @@ import numpy as np
 
 from jaxspec._checks import check_choice, check_int, check_matrix, check_positive
 from jaxspec._status import Status, classify
+from jaxspec._svd import svd
 from jaxspec.spectral._newton_schulz import mT, safe_sqrt_norm2, wide
 from jaxspec.spectral._schedules import POLAR_EXPRESS, QUINTIC, apply_safety
 
@@ -131,7 +132,7 @@ def polar(
     real = jnp.finfo(x.dtype).dtype
     batch = x.shape[:-2]
     if method == "svd":
-        u, _, vh = jnp.linalg.svd(x, full_matrices=False)
+        u, _, vh = svd(x)  # NaN (status NONFINITE) for a matrix with a non-finite entry
         q = u @ vh
         small, _ = wide(q)
         err = _orthonormality_error(small @ mT(small))

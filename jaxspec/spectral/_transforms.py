@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxspec._checks import check_choice, check_positive
+from jaxspec._checks import check_choice, check_positive, check_update_tree
 from jaxspec.spectral._clipping import hard_clip, soft_clip
 
 Schedule = Callable[[jax.Array], jax.Array]
@@ -123,7 +123,7 @@ def clip_updates(
     _check_common(c, method)
 
     def update_fn(updates, state, params=None):
-        del params
+        check_update_tree(updates, params)
         out = _clip_tree(
             updates,
             jnp.asarray(c),
@@ -279,6 +279,7 @@ def spectra(
         return SpectraState(jnp.zeros([], jnp.int32), base_optimizer.init(params))
 
     def update_fn(updates, state, params=None):
+        check_update_tree(updates, params)
         direction, base_state = base_optimizer.update(updates, state.base_state, params)
         count = state.count
         eta = learning_rate(count) if callable(learning_rate) else jnp.asarray(learning_rate)
@@ -329,6 +330,7 @@ def scale_by_signum(beta: float = 0.95, nesterov: bool = True) -> optax.Gradient
 
     def update_fn(updates, state, params=None):
         del params
+        check_update_tree(updates, state.trace, reference_name="state.trace")
         mom = jax.tree.map(lambda m, g: beta * m + (1 - beta) * g, state.trace, updates)
         look = (
             jax.tree.map(lambda m, g: beta * m + (1 - beta) * g, mom, updates) if nesterov else mom

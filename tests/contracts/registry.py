@@ -79,7 +79,7 @@ def _transform_update(make_tx: Callable[[], optax.GradientTransformation]):
 
     def fn(g, p):
         tx = make_tx()
-        tree_g = {"w": g, "b": g[..., 0, :]}
+        tree_g = {"w": g, "b": g[..., 0, :] if jnp.ndim(g) >= 2 else g}  # (bad-input cases)
         tree_p = {"w": p, "b": p[..., 0, :]}
         updates, _ = tx.update(tree_g, tx.init(tree_p), tree_p)
         return updates
@@ -769,13 +769,16 @@ def _pursuit_contracts() -> list[Contract]:
         Contract(f"pursuit.unrolled_mp[{g}]", unrolled(g), signals) for g in ("full", "lean")
     ]
 
-    def omp_gram(y):  # the correlations are the argument; |y|^2 a fixed scalar
-        g = jnp.asarray(dic.T @ dic, y.dtype)
-        return pursuit.omp_gram(g, y @ jnp.asarray(dic, y.dtype), jnp.asarray(1.0, y.dtype), 3)
+    def correlations(rng, dtype):  # D^T y of the signals above
+        return (signals(rng, dtype)[0] @ jnp.asarray(dic, dtype),)
+
+    def omp_gram(c):  # the correlations are the argument; |y|^2 a fixed scalar
+        g = jnp.asarray(dic.T @ dic, c.dtype)
+        return pursuit.omp_gram(g, c, jnp.asarray(1.0, c.dtype), 3)
 
     return [
         Contract("pursuit.omp", omp, signals),
-        Contract("pursuit.omp_gram", lambda y: omp_gram(y).codes, signals),
+        Contract("pursuit.omp_gram", lambda c: omp_gram(c).codes, correlations),
         Contract("pursuit.mp", mp, signals),
         *thresholds,
         *iterative,

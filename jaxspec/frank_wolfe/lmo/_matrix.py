@@ -19,6 +19,7 @@ import numpy as np
 from jaxspec import spectral
 from jaxspec._checks import check_choice, check_int
 from jaxspec._ordering import serialized
+from jaxspec._svd import svd
 from jaxspec.frank_wolfe.lmo._base import LinearMinimizationOracle
 from jaxspec.frank_wolfe.lmo._common import (
     check_radius,
@@ -267,13 +268,13 @@ def _nuclear_vertex(g, u0, radius, tol, *, method: str, max_iters: int):
 
 @jax.jit
 def _nuclear_vertex_svd(g, radius):
-    u, _, vh = jnp.linalg.svd(g, full_matrices=False)
+    u, _, vh = svd(g)
     return -radius.astype(g.dtype) * (u[..., :, :1] @ vh[..., :1, :])
 
 
 @jax.jit
 def _nuclear_project(x, radius):
-    u, s, vh = jnp.linalg.svd(x, full_matrices=False)
+    u, s, vh = svd(x)
     r = radius.astype(x.dtype)
     flat_s = s.reshape(-1, s.shape[-1])
     ps = jax.vmap(lambda t: project_simplex_flat(t, r, equality=False))(flat_s)
@@ -284,7 +285,7 @@ def _nuclear_project(x, radius):
 @functools.partial(jax.jit, static_argnames=("method", "steps"))
 def _spectral_vertex(g, radius, tol, *, method: str, steps: int):
     if method == "svd":
-        u, _, vh = jnp.linalg.svd(g, full_matrices=False)
+        u, _, vh = svd(g)
         q = u @ vh
     elif method == "newton_schulz":
         q = spectral.orthogonalize(g, steps=steps)
@@ -295,7 +296,7 @@ def _spectral_vertex(g, radius, tol, *, method: str, steps: int):
 
 @jax.jit
 def _spectral_project(x, radius):
-    u, s, vh = jnp.linalg.svd(x, full_matrices=False)
+    u, s, vh = svd(x)
     r = radius.astype(x.dtype)
     # X + U (min(s, r) - s) V^T: exactly X when no singular value exceeds r.
     return x + (u * (jnp.minimum(s, r) - s)[..., None, :]) @ vh
