@@ -404,7 +404,7 @@ def omp_solve(dictionary, y, k: int, tol=None, *, max_atoms=None) -> PursuitSolu
         >>> D = D / jnp.linalg.norm(D, axis=0)
         >>> x = jnp.zeros(64).at[jnp.array([3, 17, 40])].set(jnp.array([1.0, -2.0, 0.5]))
         >>> sol = pursuit.omp_solve(D, D @ x, 3)
-        >>> sorted(sol.support.tolist()), bool(sol.residual_sq < 1e-8)
+        >>> sorted(sol.support.tolist()), bool(sol.residual_sq < 1e-5)  # float32 round-off
         ([3, 17, 40], True)
 
     References:
