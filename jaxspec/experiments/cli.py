@@ -75,6 +75,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             experiments_dir=args.experiments_dir,
             progress=not args.no_progress,
             xla_opt_level=args.xla_opt_level,
+            layout=args.layout,
         )
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -97,6 +98,7 @@ def _reproduce_in_process(name: str, args: argparse.Namespace, results_dir: Path
             experiments_dir=args.experiments_dir,
             progress=not args.no_progress,
             xla_opt_level=args.xla_opt_level,
+            layout=args.layout,
         )
     except Exception as err:  # noqa: BLE001 - report every failure, run the others
         traceback.print_exc()
@@ -121,6 +123,7 @@ def _reproduce_in_subprocess(name: str, args: argparse.Namespace, results_dir: P
         cmd += ["--experiments-dir", str(args.experiments_dir)]
     level = args.xla_opt_level  # already resolved from 'auto' by main()
     cmd += ["--xla-opt-level", "default" if level is None else str(level)]
+    cmd += ["--layout", args.layout]
     if args.max_batch is not None:
         cmd += ["--max-batch", str(args.max_batch)]
     if args.memory_budget is not None:
@@ -256,6 +259,15 @@ def build_parser() -> argparse.ArgumentParser:
             "larger sweeps run in chunks",
         )
         p.add_argument("--no-progress", action="store_true", help="no progress bar")
+        p.add_argument(
+            "--layout",
+            choices=("auto", "grid", "flat"),
+            default="auto",
+            help="how a static group's points are vmapped: 'grid' runs a seed x values product "
+            "as a vmap over seeds (sharded) of a vmap over the values, so per-seed data is "
+            "built once per seed; 'flat' is one vmap over the points; 'auto' (default) is "
+            "'grid' when there are at least as many seeds as devices",
+        )
         p.add_argument(
             "--xla-opt-level",
             choices=("auto", "default", "0", "1", "2", "3"),

@@ -48,20 +48,26 @@ def _curves(run_dir):
     }
 
 
+# The flags variant runs the grid layout (4 seeds x 3 rates: one seed row per device), the
+# environment variant the flat one (2 seeds x 3 rates, 6 points padded to 8).
 @pytest.mark.parametrize("via", ["flags", "environment"])
 def test_two_processes_match_a_single_process_run(tmp_path, via):
     port = _free_port()
     address = f"localhost:{port}"
     procs = []
+    if via == "flags":
+        layout = ("--layout", "grid", "--set", "sweep.product.seed=[0, 1, 2, 3]")
+    else:
+        layout = ("--layout", "flat")
     for pid in (0, 1):
         if via == "flags":
             extra = ("--coordinator-address", address, "--num-processes", "2", "--process-id")
-            procs.append(_start(tmp_path / "two", 2, *extra, str(pid)))
+            procs.append(_start(tmp_path / "two", 2, *layout, *extra, str(pid)))
         else:
             env = {"JAX_COORDINATOR_ADDRESS": address, "JAX_NUM_PROCESSES": "2",
                    "JAX_PROCESS_ID": str(pid)}  # fmt: skip
-            procs.append(_start(tmp_path / "two", 2, env_extra=env))
-    single = _start(tmp_path / "one", 1)
+            procs.append(_start(tmp_path / "two", 2, *layout, env_extra=env))
+    single = _start(tmp_path / "one", 1, *layout)
     for proc in procs + [single]:
         _finish(proc)
     (two_dir,) = (tmp_path / "two" / "toy").iterdir()
@@ -69,15 +75,20 @@ def test_two_processes_match_a_single_process_run(tmp_path, via):
     assert two_dir.name == one_dir.name  # same config, same run id
     run = json.loads((two_dir / "run.json").read_text())
     assert run["process_count"] == 2 and run["device_count"] == 4
-    assert run["local_device_count"] == 2 and run["computed"] == 12
-    for group in run["groups"]:  # 6 points per static group, padded to 8 over 4 devices
-        assert group["batch"] == 8 and group["output_shards"] == 2  # this process's 2 devices
+    n = 24 if via == "flags" else 12
+    assert run["local_device_count"] == 2 and run["computed"] == n
+    for group in run["groups"]:
+        if via == "flags":  # 4 seed rows of 3 points, one row per device
+            assert group["layout"] == "grid" and group["batch"] == 4 * 3
+        else:  # 6 points padded to 8 over 4 devices
+            assert group["layout"] == "flat" and group["batch"] == 8
+        assert group["output_shards"] == 2  # this process's 2 devices
         assert "'sweep': 4" in group["output_sharding"]
     writers = [json.loads(p.read_text())["process"] for p in (two_dir / "points").glob("*.json")]
-    assert sorted(set(writers)) == [0, 1] and len(writers) == 12  # each wrote its own points
+    assert sorted(set(writers)) == [0, 1] and len(writers) == n  # each wrote its own points
     assert "in 2 processes" in (two_dir / "report.md").read_text()
     two, one = _curves(two_dir), _curves(one_dir)
-    assert two.keys() == one.keys() and len(two) == 12
+    assert two.keys() == one.keys() and len(two) == n
     for key in one:
         np.testing.assert_array_equal(np.array(two[key]), np.array(one[key]))
 

@@ -1,0 +1,132 @@
+"""The grid layout: a ``seed x values`` product runs as a vmap over seeds of a vmap over the
+values. Checked against the flat layout (one vmap over the points) on the same sweeps."""
+
+import json
+
+import numpy as np
+import pytest
+
+from jaxspec.experiments import run_experiment
+from jaxspec.experiments._runner import _grid_split
+
+from .helpers import run_toy
+from .test_faults import FAULTS
+
+KEYS = ("lr",)
+
+
+def _points(seeds, rates):
+    return [{"seed": s, "lr": r} for s in seeds for r in rates]
+
+
+def test_grid_split_finds_full_seed_rows():
+    points = _points([0, 1, 2], [0.1, 0.2, 0.3])
+    values, rows, rest = _grid_split(points, KEYS)
+    assert values == [(0.1,), (0.2,), (0.3,)] and rest == []
+    assert [[p["seed"] for p in row] for row in rows] == [[0] * 3, [1] * 3, [2] * 3]
+    assert [[p["lr"] for p in row] for row in rows] == [[0.1, 0.2, 0.3]] * 3
+    # after a resume: seed 1 lost a point, so its other points run flat
+    partial = [p for p in points if p != {"seed": 1, "lr": 0.2}]
+    values, rows, rest = _grid_split(partial, KEYS)
+    assert [row[0]["seed"] for row in rows] == [0, 2]
+    assert rest == [{"seed": 1, "lr": 0.1}, {"seed": 1, "lr": 0.3}]
+    # a repeated point stays out of the rows; rows keep the first-seen value order
+    values, rows, rest = _grid_split([*points, points[4]], KEYS)
+    assert len(rows) == 3 and rest == [points[4]]
+
+
+@pytest.mark.parametrize(
+    "points",
+    [
+        _points([0, 1, 2], [0.1]),  # one value: nothing to share
+        _points([0], [0.1, 0.2]),  # one seed row
+        _points([0, 1], [0.1, 0.2])[:3],  # one full row only
+    ],
+)
+def test_grid_split_declines_when_a_grid_would_not_pay(points):
+    assert _grid_split(points, KEYS) == ([], [], points)
+    assert _grid_split(points, ()) == ([], [], points)
+
+
+def _groups(result):
+    return json.loads((result.run_dir / "run.json").read_text())["groups"]
+
+
+def _by_point(result, metric):
+    return {json.dumps(r.point, sort_keys=True): r.metrics[metric] for r in result.records}
+
+
+def test_grid_matches_flat_and_is_recorded(tmp_path):
+    grid = run_toy(tmp_path / "grid", layout="grid")
+    flat = run_toy(tmp_path / "flat", layout="flat")
+    assert grid.run_dir.name == flat.run_dir.name  # the layout is not part of the config
+    # toy: 2 seeds x 3 (lr, momentum) pairs per dim group; the pairs are one dynamic tuple
+    for group in _groups(grid):
+        assert group["layout"] == "grid" and group["flat_points"] == 0
+        assert group["grid"] == group["grid"] | {"seeds": 2, "values": 3, "calls": 1}
+        assert group["batch"] == 6 and group["calls"] == 1
+    assert [g["layout"] for g in _groups(flat)] == ["flat", "flat"]
+    run = json.loads((grid.run_dir / "run.json").read_text())
+    assert run["layout"] == "grid"
+    a, b = _by_point(grid, "curve"), _by_point(flat, "curve")
+    assert a.keys() == b.keys() and len(a) == 12
+    for key in a:  # the toy runs in float64: reassociated sums differ at round-off only
+        np.testing.assert_allclose(a[key], b[key], rtol=1e-12, atol=0)
+
+
+def test_grid_chunks_whole_rows_under_a_memory_budget(tmp_path):
+    def run(results, **kwargs):
+        return run_experiment(
+            "faulty",
+            overrides=["width=128"],
+            layout="grid",
+            results_dir=results,
+            experiments_dir=FAULTS,
+            progress=False,
+            **kwargs,
+        )
+
+    whole = run(tmp_path / "whole")
+    ((g_whole),) = _groups(whole)
+    assert g_whole["layout"] == "grid" and g_whole["calls"] == 1 and g_whole["batch"] == 8
+    memory = g_whole["grid"]  # no budget: no memory probe
+    assert "memory" not in memory
+    # a (128, 128) float32 intermediate per point, 4 points per seed row: about 256 KiB a row
+    budgeted = run(tmp_path / "budget", memory_budget=400 * 1024)
+    (group,) = _groups(budgeted)
+    mem = group["memory"]
+    assert mem["bytes_per_row"] >= 4 * 128 * 128 * 4 * 0.9
+    assert mem["fixed_bytes"] + mem["bytes_per_row"] <= 400 * 1024
+    assert group["layout"] == "grid" and group["calls"] == 2 and group["batch"] == 4
+    a, b = _by_point(whole, "final"), _by_point(budgeted, "final")
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key])
+    # a budget below one seed row: the flat layout runs the group, chunked by points
+    tight = run(tmp_path / "tight", memory_budget=200 * 1024)
+    (group,) = _groups(tight)
+    assert group["layout"] == "flat" and group["grid"]["calls"] == 0 and group["calls"] >= 2
+    c = _by_point(tight, "final")
+    for key in a:
+        np.testing.assert_allclose(a[key], c[key], rtol=1e-6)
+
+
+def test_a_raising_point_in_a_grid_is_isolated(tmp_path):
+    result = run_experiment(
+        "faulty",
+        overrides=["fail_above=0.6"],
+        layout="grid",
+        results_dir=tmp_path,
+        experiments_dir=FAULTS,
+        progress=False,
+    )
+    statuses = {json.dumps(r.point, sort_keys=True): r.status for r in result.records}
+    bad = [k for k, s in statuses.items() if s == "error"]
+    assert sorted(json.loads(k)["lr"] for k in bad) == [0.7, 0.7]  # lr 0.7 in both seed rows
+    assert sum(s == "ok" for s in statuses.values()) == 6
+    (group,) = _groups(result)
+    assert group["grid"]["calls"] == 0 and group["flat_points"] == 8  # the rows ran flat
+
+
+def test_bad_layout_is_rejected(tmp_path):
+    with pytest.raises(ValueError, match="layout"):
+        run_toy(tmp_path, layout="nested")
