@@ -5,7 +5,9 @@ declared as ``EXPERIMENT = Experiment(...)`` in ``experiments/<name>/experiment.
 ``config.toml``. :func:`run_experiment` (and the ``jaxspec`` command) resolves the config,
 runs every sweep point (static values in a Python loop, one compile each; dynamic values
 stacked into one ``jit(vmap(run))`` sharded over the ``"sweep"`` axis of every device, across
-processes in a ``jax.distributed`` run), and writes ``results/<name>/<run-id>/``.
+processes in a ``jax.distributed`` run, or, for a ``seed x values`` product, a ``vmap`` over
+seeds of a ``vmap`` over the values, so per-seed data is built once per seed), and writes
+``results/<name>/<run-id>/``.
 
 Example: ``experiments/quadratic/experiment.py``::
 

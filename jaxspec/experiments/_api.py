@@ -34,7 +34,9 @@ class Experiment:
             file, not a field of ``config_cls``) and reaches ``run`` as ``key``.
         run: pure ``run(config, key) -> metrics``, where ``key`` is a ``jax.random.key`` and
             metrics is a dict (possibly nested) of arrays or scalars. It must be jit- and
-            vmap-compatible: the runner calls ``jax.jit(jax.vmap(...))`` over sweep points.
+            vmap-compatible: the runner calls ``jax.jit(jax.vmap(...))`` over sweep points
+            (or a ``vmap`` over seeds of a ``vmap`` over the other values, where ``key`` is
+            then the same for every value of one seed; see ``run_experiment(layout=)``).
         report: ``report(records, ctx) -> str``, the Markdown body of ``report.md``; save plots
             with :meth:`ReportContext.save_figure`.
         x64: run the sweep with 64-bit JAX types (``jax_enable_x64`` switched on while its

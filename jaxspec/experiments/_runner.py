@@ -842,7 +842,7 @@ def run_experiment(
             the other dynamic values form a full product (at least 2 of each), a ``vmap`` over
             the seeds (sharded over the devices) of a ``vmap`` over the values, so what
             ``run`` derives from its key alone is computed once per seed; on one CPU core this
-            made the sweeps of ``benchmarks/sweeps.py`` 1.1-2.9x faster than ``"flat"``.
+            made the sweeps of ``benchmarks/sweeps.py`` 1.1-3.5x faster than ``"flat"``.
             The rest of the group (seeds with some points already on disk after a resume, or
             all of it when ``max_batch`` is smaller than one seed's row) runs flat.
             ``"flat"``: one ``vmap`` over the points. ``"auto"`` (default): ``"grid"`` when
