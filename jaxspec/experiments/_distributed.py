@@ -7,6 +7,13 @@ and writes the finished points of those rows. The coordination service that
 0's list of pending points (so every process compiles and runs the same batches) and barriers
 between the phases of a run. Results must live on a file system every process sees (process 0
 assembles the report from all point files).
+
+JAX has no public handle on the coordination service's key-value store, so the messages use
+its client from ``jax._src.distributed`` when that is there. When it is not (a JAX release
+that moved it), or with ``JAXSPEC_DISTRIBUTED_MESSAGES=collectives``, they go through the
+public ``jax.experimental.multihost_utils`` instead (``sync_global_devices`` and
+``broadcast_one_to_all``: collectives over every device, Gloo on CPU). Those wait as long as
+the collectives' own timeout allows, not ``$JAXSPEC_DISTRIBUTED_TIMEOUT_S``.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ _ENV_ADDRESS = "JAX_COORDINATOR_ADDRESS"
 _ENV_COUNT = "JAX_NUM_PROCESSES"
 _ENV_ID = "JAX_PROCESS_ID"
 _TIMEOUT_ENV = "JAXSPEC_DISTRIBUTED_TIMEOUT_S"
+_MESSAGES_ENV = "JAXSPEC_DISTRIBUTED_MESSAGES"  # auto | kv | collectives
 _counter = itertools.count()
 
 
@@ -107,11 +115,22 @@ def is_distributed() -> bool:
 
 
 def _client() -> Any:
-    from jax._src import distributed  # the coordination service's client (no public handle)
+    """The coordination service's client, or ``None`` to use public collectives instead."""
+    mode = os.environ.get(_MESSAGES_ENV, "auto")
+    if mode not in ("auto", "kv", "collectives"):
+        raise ValueError(f"${_MESSAGES_ENV} must be auto, kv or collectives, got {mode!r}.")
+    if mode == "collectives":
+        return None
+    try:
+        from jax._src import distributed  # no public handle on the key-value store
 
-    client = distributed.global_state.client
-    if client is None:  # pragma: no cover - is_distributed() was checked by the caller
-        raise RuntimeError("jax.distributed is not initialized.")
+        client = distributed.global_state.client
+    except (ImportError, AttributeError):
+        client = None
+    if client is None and mode == "kv":
+        raise RuntimeError(
+            f"${_MESSAGES_ENV}=kv, but this JAX has no coordination-service client to use."
+        )
     return client
 
 
@@ -128,7 +147,14 @@ def barrier(name: str) -> None:
     """
     if not is_distributed():
         return
-    _client().wait_at_barrier(f"jaxspec/{name}/{next(_counter)}", _timeout_ms())
+    key = f"jaxspec/{name}/{next(_counter)}"
+    client = _client()
+    if client is None:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(key)
+        return
+    client.wait_at_barrier(key, _timeout_ms())
 
 
 def broadcast_json(name: str, value: Any = None) -> Any:
@@ -137,7 +163,22 @@ def broadcast_json(name: str, value: Any = None) -> Any:
         return value
     key = f"jaxspec/{name}/{next(_counter)}"
     client = _client()
+    if client is None:
+        return _broadcast_json_collective(value)
     if jax.process_index() == 0:
         client.key_value_set(key, json.dumps(value))
         return value
     return json.loads(client.blocking_key_value_get(key, _timeout_ms()))
+
+
+def _broadcast_json_collective(value: Any) -> Any:
+    """:func:`broadcast_json` over public collectives: the length, then the UTF-8 bytes."""
+    import numpy as np
+    from jax.experimental import multihost_utils
+
+    source = jax.process_index() == 0
+    data = np.frombuffer(json.dumps(value).encode(), np.uint8) if source else None
+    size = int(multihost_utils.broadcast_one_to_all(np.int32(len(data) if source else 0)))
+    payload = data if source else np.zeros(size, np.uint8)
+    received = np.asarray(multihost_utils.broadcast_one_to_all(payload), np.uint8)
+    return value if source else json.loads(received.tobytes().decode())

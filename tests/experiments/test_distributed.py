@@ -48,8 +48,10 @@ def _curves(run_dir):
     }
 
 
-# The flags variant runs the grid layout (4 seeds x 3 rates: one seed row per device), the
-# environment variant the flat one (2 seeds x 3 rates, 6 points padded to 8).
+# The flags variant runs the grid layout (4 seeds x 3 rates: one seed row per device) and
+# passes the runner's messages through the coordination service's key-value store; the
+# environment variant runs the flat layout (2 seeds x 3 rates, 6 points padded to 8) and the
+# messages through public collectives (JAXSPEC_DISTRIBUTED_MESSAGES=collectives).
 @pytest.mark.parametrize("via", ["flags", "environment"])
 def test_two_processes_match_a_single_process_run(tmp_path, via):
     port = _free_port()
@@ -65,7 +67,8 @@ def test_two_processes_match_a_single_process_run(tmp_path, via):
             procs.append(_start(tmp_path / "two", 2, *layout, *extra, str(pid)))
         else:
             env = {"JAX_COORDINATOR_ADDRESS": address, "JAX_NUM_PROCESSES": "2",
-                   "JAX_PROCESS_ID": str(pid)}  # fmt: skip
+                   "JAX_PROCESS_ID": str(pid),
+                   "JAXSPEC_DISTRIBUTED_MESSAGES": "collectives"}  # fmt: skip
             procs.append(_start(tmp_path / "two", 2, *layout, env_extra=env))
     single = _start(tmp_path / "one", 1, *layout)
     for proc in procs + [single]:
@@ -118,6 +121,16 @@ def test_initialize_rejects_partial_or_inconsistent_specs(kwargs, monkeypatch):
         monkeypatch.delenv(name, raising=False)
     with pytest.raises(ValueError, match="process|address"):
         initialize_distributed(**kwargs)
+
+
+def test_bad_message_mode_is_rejected(monkeypatch):
+    from jaxspec.experiments._distributed import _client
+
+    monkeypatch.setenv("JAXSPEC_DISTRIBUTED_MESSAGES", "pigeons")
+    with pytest.raises(ValueError, match="JAXSPEC_DISTRIBUTED_MESSAGES"):
+        _client()
+    monkeypatch.setenv("JAXSPEC_DISTRIBUTED_MESSAGES", "collectives")
+    assert _client() is None
 
 
 def test_single_process_needs_no_initialization(monkeypatch):
