@@ -322,7 +322,7 @@ def riemannian_sgd(
 
     def update_fn(updates, state, params=None):
         _require_params(params, "riemannian_sgd")
-        jax.tree.map(_check_leaf, params)  # first, so a bad point is reported as `params`
+        params = jax.tree.map(_check_leaf, params)  # first: a bad point is `params`
         check_update_tree(updates, params)
         treedef, xs, (gs, bufs) = _flatten(params, updates, state.momentum)
         eta = _learning_rate(learning_rate, state.count)
@@ -330,7 +330,6 @@ def riemannian_sgd(
         due = _stabilize_due(stabilize, new_count)
         out_updates, out_bufs = [], []
         for x, g, buf in zip(xs, gs, bufs):
-            x = _check_leaf(x)
             geo = _geometry(manifold, retraction, x.shape)
             m = geo.manifold
             dtype = x.dtype
@@ -471,7 +470,7 @@ def riemannian_adam(
 
     def update_fn(updates, state, params=None):
         _require_params(params, "riemannian_adam")
-        jax.tree.map(_check_leaf, params)  # first, so a bad point is reported as `params`
+        params = jax.tree.map(_check_leaf, params)  # first: a bad point is `params`
         check_update_tree(updates, params)
         treedef, xs, (gs, mus, nus, nu_maxs) = _flatten(
             params, updates, state.mu, state.nu, state.nu_max
@@ -481,7 +480,6 @@ def riemannian_adam(
         due = _stabilize_due(stabilize, new_count)
         out = {"updates": [], "mu": [], "nu": [], "nu_max": []}
         for x, g, mu, nu, nu_max in zip(xs, gs, mus, nus, nu_maxs):
-            x = _check_leaf(x)
             geo = _geometry(manifold, retraction, x.shape)
             m = geo.manifold
             dtype = x.dtype
@@ -702,7 +700,7 @@ def landing(
 
     def update_fn(updates, state, params=None):
         _require_params(params, "landing")
-        jax.tree.map(_check_leaf, params)  # first, so a bad point is reported as `params`
+        params = jax.tree.map(_check_leaf, params)  # first: a bad point is `params`
         check_update_tree(updates, params)
         treedef, xs, (gs,) = _flatten(params, updates)
         eta = _learning_rate(learning_rate, state.count)
@@ -710,7 +708,6 @@ def landing(
         due = _stabilize_due(stabilize, new_count)
         out_updates = []
         for x, g in zip(xs, gs):
-            x = _check_leaf(x)
             dtype = x.dtype
             field, delta = landing_field(x, g, lambda_)
             step = jnp.broadcast_to(_scalar(eta, dtype), x.shape[:-2])
