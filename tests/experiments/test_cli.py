@@ -120,3 +120,16 @@ def test_console_script(command):
     )
     assert proc.returncode == 0, proc.stderr
     assert "toy" in proc.stdout or "--set KEY=VALUE" in proc.stdout
+
+
+@pytest.mark.parametrize("layout", ["grid", "flat"])
+def test_run_layout_flag_is_used_and_recorded(tmp_path, capsys, layout):
+    args = ["run", "toy", "--no-progress", "--results-dir", str(tmp_path), "--layout", layout]
+    assert _main(*args, "--set", "dim=3") == 0
+    (run_dir,) = (tmp_path / "toy").iterdir()
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["layout"] == layout
+    assert [g["layout"] for g in run["groups"]] == [layout]  # 2 seeds x 3 rates
+    with pytest.raises(SystemExit):
+        _main("run", "toy", "--layout", "nested")
+    assert "invalid choice: 'nested'" in capsys.readouterr().err
