@@ -13,7 +13,9 @@ its client from ``jax._src.distributed`` when that is there. When it is not (a J
 that moved it), or with ``JAXSPEC_DISTRIBUTED_MESSAGES=collectives``, they go through the
 public ``jax.experimental.multihost_utils`` instead (``sync_global_devices`` and
 ``broadcast_one_to_all``: collectives over every device, Gloo on CPU). Those wait as long as
-the collectives' own timeout allows, not ``$JAXSPEC_DISTRIBUTED_TIMEOUT_S``.
+the collectives' own timeout allows, not ``$JAXSPEC_DISTRIBUTED_TIMEOUT_S``. Every process
+must see the same ``JAXSPEC_DISTRIBUTED_MESSAGES`` (a process on the key-value store and one
+in a collective would wait for each other forever).
 """
 
 from __future__ import annotations

@@ -234,30 +234,33 @@ def _grid_split(
         first appearance), the rows (one per seed that has a point for every one of them, in
         that order) and the remaining points (seeds with some points already finished, or
         repeated points). ``rows`` is empty when a grid would not pay: fewer than two values
-        or fewer than two full rows. The choice depends on the sweep alone, never on the
-        device count, so a run on one device and on many computes every point the same way.
+        or fewer than two full rows. The split depends on the sweep alone, never on the
+        device count, so a run on one device and on many computes every point the same way
+        (unless a memory budget or an out-of-memory error sends rows to the flat path).
     """
     if not dynamic_keys:
         return [], [], points
-    values: dict[tuple[Any, ...], int] = {}
-    by_seed: dict[int, dict[tuple[Any, ...], dict[str, Any]]] = {}
+    # keyed by their JSON text, as point files are: 0.0 and -0.0 are two values
+    values: dict[str, tuple[Any, ...]] = {}
+    by_seed: dict[int, dict[str, dict[str, Any]]] = {}
     repeated: list[dict[str, Any]] = []
     for point in points:
-        key = tuple(point[k] for k in dynamic_keys)
-        values.setdefault(key, len(values))
+        value = tuple(point[k] for k in dynamic_keys)
+        key = _canonical(value)
+        values.setdefault(key, value)
         row = by_seed.setdefault(point["seed"], {})
         if key in row:
             repeated.append(point)
         else:
             row[key] = point
-    order = list(values)
-    full = [seed for seed, row in by_seed.items() if len(row) == len(order)]
-    if len(order) < 2 or len(full) < 2:
+    full = [seed for seed, row in by_seed.items() if len(row) == len(values)]
+    if len(values) < 2 or len(full) < 2:
         return [], [], points
     full_set = set(full)
-    rows = [[by_seed[seed][key] for key in order] for seed in full]
-    rest = [p for p in points if p["seed"] not in full_set] + repeated
-    return order, rows, rest
+    rows = [[by_seed[seed][key] for key in values] for seed in full]
+    rest = [p for p in points if p["seed"] not in full_set]
+    rest += [p for p in repeated if p["seed"] in full_set]  # the others are in rest already
+    return list(values.values()), rows, rest
 
 
 _WARNED_CALLBACKS: set[str] = set()
@@ -354,6 +357,35 @@ def _error_metrics(template: Any) -> dict[str, np.ndarray]:
     return out
 
 
+def _rows_in_budget(
+    program: Callable[[int], Any],
+    sharding: NamedSharding,
+    padded: int,
+    memory_budget: int | str,
+) -> tuple[int, bool, dict[str, Any]]:
+    """Rows per device that fit the budget, whether one row fits at all, and the probe info.
+
+    The ``"auto"`` budget is read from this process's own devices; process 0's decision is
+    broadcast, so every process of a ``jax.distributed`` run chunks the same way.
+    """
+    n_devices = sharding.mesh.size
+    if memory_budget == "auto":
+        local = [d for d in sharding.mesh.devices.flat if d.process_index == jax.process_index()]
+        budget = device_budget(local)
+    else:
+        budget = int(memory_budget)
+    fit, mem = rows_within_budget(
+        lambda r: program(r * n_devices), budget, max_rows=padded // n_devices
+    )
+    mem.pop("compiled", None)
+    if "fixed_bytes" in mem:
+        one_row = mem["fixed_bytes"] + mem["bytes_per_row"]
+    else:  # one row per device was all there was to measure (or no memory analysis)
+        one_row = mem.get("bytes_at_1_row") or 0
+    fit, fits = broadcast_json("memory_fit", [int(fit), bool(one_row <= budget)])
+    return fit, fits, mem
+
+
 def _compile_options(xla_opt_level: int | None) -> dict[str, Any] | None:
     return None if xla_opt_level is None else {"xla_backend_optimization_level": xla_opt_level}
 
@@ -408,17 +440,9 @@ def _run_grid(
     max_rows = None if max_batch is None else max(1, max_batch // n_values)
     size, padded = _chunk_sizes(len(rows), n_devices, max_rows)
     if memory_budget is not None:
-        budget = (
-            device_budget(sharding.mesh.devices.flat)
-            if memory_budget == "auto"
-            else int(memory_budget)
-        )
-        fit, mem = rows_within_budget(
-            lambda r: program(r * n_devices), budget, max_rows=padded // n_devices
-        )
-        mem.pop("compiled", None)
+        fit, fits, mem = _rows_in_budget(program, sharding, padded, memory_budget)
         info["memory"] = mem
-        if "fixed_bytes" in mem and mem["fixed_bytes"] + mem["bytes_per_row"] > budget:
+        if not fits:
             info["note"] = "one seed row per device exceeds the budget: the flat layout runs it"
             return info | {"rows_per_call": 0, "calls": 0, "oom_retries": 0}, [
                 p for row in rows for p in row
@@ -444,11 +468,16 @@ def _run_grid(
         except Exception as err:  # noqa: BLE001 - run-time failures of some points
             if distributed:
                 raise  # processes must stay in step; no per-point retry across processes
-            if _is_out_of_memory(err) and size > 1:
-                size, padded = _chunk_sizes(len(rows), n_devices, max(1, size // 2))
-                oom_retries += 1
-                continue
-            # out of memory at one row per device, or a run-time error: the flat path
+            if _is_out_of_memory(err):
+                if padded > n_devices:  # a smaller call is possible
+                    size, padded = _chunk_sizes(len(rows), n_devices, max(1, size // 2))
+                    oom_retries += 1
+                    continue
+                # one row per device is too much: the flat path runs the rest point by point
+                leftover.extend(p for row in rows[start:] for p in row)
+                info["note"] = "one seed row per device ran out of memory: the rest ran flat"
+                break
+            # a run-time error: the flat path isolates the failing points
             leftover.extend(p for row in part for p in row)
             start += len(part)
             continue
@@ -511,10 +540,13 @@ def _run_group(
     values, grid_rows, points = (
         _grid_split(points, dynamic_keys) if layout != "flat" else ([], [], points)
     )
-    if layout == "auto" and len(grid_rows) < n_devices:  # some devices would get no seed
-        values, grid_rows, points = [], [], [p for row in grid_rows for p in row] + points
-    if max_batch is not None and grid_rows and max_batch < len(values):
-        values, grid_rows, points = [], [], [p for row in grid_rows for p in row] + points
+    if grid_rows:
+        per_call = (
+            len(grid_rows) if max_batch is None else min(len(grid_rows), max_batch // len(values))
+        )
+        # a row does not fit max_batch; or, under "auto", some devices would get no seed row
+        if per_call < 1 or (layout == "auto" and per_call < n_devices):
+            values, grid_rows, points = [], [], [p for row in grid_rows for p in row] + points
     if grid_rows:
         grid_info, leftover = _run_grid(
             single,
@@ -568,15 +600,7 @@ def _run_group(
 
     size, padded = _chunk_sizes(len(points), n_devices, max_batch)
     if memory_budget is not None:
-        budget = (
-            device_budget(sharding.mesh.devices.flat)
-            if memory_budget == "auto"
-            else int(memory_budget)
-        )
-        rows, mem = rows_within_budget(
-            lambda r: program(r * n_devices), budget, max_rows=padded // n_devices
-        )
-        mem.pop("compiled", None)
+        rows, _, mem = _rows_in_budget(program, sharding, padded, memory_budget)
         info["flat_memory" if "memory" in info else "memory"] = mem
         if rows * n_devices < padded:
             size, padded = _chunk_sizes(len(points), n_devices, rows * n_devices)
@@ -606,7 +630,7 @@ def _run_group(
         try:
             rows = compute(part, padded)
         except Exception as err:  # noqa: BLE001 - run-time failures of some points
-            if _is_out_of_memory(err) and size > 1 and not distributed:
+            if _is_out_of_memory(err) and padded > n_devices and not distributed:
                 size, padded = _chunk_sizes(len(points), n_devices, max(1, size // 2))
                 oom_retries += 1
                 continue
@@ -631,7 +655,7 @@ def _run_group(
         start += len(part)
         progress.update(len(part), note)
     info.update(
-        batch=padded,
+        **{"flat_batch" if ran_grid else "batch": padded},
         calls=info.get("calls", 0) + calls,
         oom_retries=info.get("oom_retries", 0) + oom_retries,
         statuses=statuses,
@@ -846,10 +870,13 @@ def run_experiment(
             The rest of the group (seeds with some points already on disk after a resume, or
             all of it when ``max_batch`` is smaller than one seed's row) runs flat.
             ``"flat"``: one ``vmap`` over the points. ``"auto"`` (default): ``"grid"`` when
-            there are at least as many full seed rows as devices, else ``"flat"`` (a grid
-            would leave devices idle). For a fixed ``"grid"`` or ``"flat"`` the numbers do
-            not depend on the device or process count; the two layouts agree to round-off
-            (reassociated sums). The layout used is recorded per group in ``run.json``.
+            every device gets a full seed row in each call (at least as many full rows as
+            devices, and as many rows per call under ``max_batch``), else ``"flat"`` (a grid
+            would leave devices computing padding). For a fixed ``"grid"`` or ``"flat"`` the
+            numbers do not depend on the device or process count, except where a memory
+            budget or an out-of-memory error sends seed rows to the flat path; the two
+            layouts agree to round-off (reassociated sums). The layout used is recorded per
+            group in ``run.json``.
 
     Returns:
         A :class:`RunResult`.

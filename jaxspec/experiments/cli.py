@@ -266,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
             help="how a static group's points are vmapped: 'grid' runs a seed x values product "
             "as a vmap over seeds (sharded) of a vmap over the values, so per-seed data is "
             "built once per seed; 'flat' is one vmap over the points; 'auto' (default) is "
-            "'grid' when there are at least as many seeds as devices",
+            "'grid' when every device gets a whole seed row per call",
         )
         p.add_argument(
             "--xla-opt-level",

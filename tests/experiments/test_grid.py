@@ -3,6 +3,7 @@ values. Checked against the flat layout (one vmap over the points) on the same s
 
 import json
 
+import jax
 import numpy as np
 import pytest
 
@@ -48,6 +49,12 @@ def test_grid_split_declines_when_a_grid_would_not_pay(points):
     assert _grid_split(points, ()) == ([], [], points)
 
 
+def _faulty(results, **kwargs):
+    return run_experiment(
+        "faulty", results_dir=results, experiments_dir=FAULTS, progress=False, **kwargs
+    )
+
+
 def _groups(result):
     return json.loads((result.run_dir / "run.json").read_text())["groups"]
 
@@ -76,15 +83,7 @@ def test_grid_matches_flat_and_is_recorded(tmp_path):
 
 def test_grid_chunks_whole_rows_under_a_memory_budget(tmp_path):
     def run(results, **kwargs):
-        return run_experiment(
-            "faulty",
-            overrides=["width=128"],
-            layout="grid",
-            results_dir=results,
-            experiments_dir=FAULTS,
-            progress=False,
-            **kwargs,
-        )
+        return _faulty(results, overrides=["width=128"], layout="grid", **kwargs)
 
     whole = run(tmp_path / "whole")
     ((g_whole),) = _groups(whole)
@@ -111,14 +110,7 @@ def test_grid_chunks_whole_rows_under_a_memory_budget(tmp_path):
 
 
 def test_a_raising_point_in_a_grid_is_isolated(tmp_path):
-    result = run_experiment(
-        "faulty",
-        overrides=["fail_above=0.6"],
-        layout="grid",
-        results_dir=tmp_path,
-        experiments_dir=FAULTS,
-        progress=False,
-    )
+    result = _faulty(tmp_path, overrides=["fail_above=0.6"], layout="grid")
     statuses = {json.dumps(r.point, sort_keys=True): r.status for r in result.records}
     bad = [k for k, s in statuses.items() if s == "error"]
     assert sorted(json.loads(k)["lr"] for k in bad) == [0.7, 0.7]  # lr 0.7 in both seed rows
@@ -130,3 +122,91 @@ def test_a_raising_point_in_a_grid_is_isolated(tmp_path):
 def test_bad_layout_is_rejected(tmp_path):
     with pytest.raises(ValueError, match="layout"):
         run_toy(tmp_path, layout="nested")
+
+
+def test_grid_split_keeps_signed_zeros_apart_and_repeats_once():
+    points = _points([0, 1], [0.0, -0.0])
+    values, rows, rest = _grid_split(points, KEYS)
+    assert values == [(0.0,), (-0.0,)] and len(rows) == 2 and rest == []
+    # seed 2 has no full row: its repeated point appears in rest as often as in the input
+    partial = [*points, {"seed": 2, "lr": 0.0}, {"seed": 2, "lr": 0.0}]
+    _, rows, rest = _grid_split(partial, KEYS)
+    assert len(rows) == 2 and rest == [{"seed": 2, "lr": 0.0}] * 2
+
+
+def test_a_budget_below_one_row_per_device_runs_flat(tmp_path):
+    # max_batch = one seed row (4 points), so the budget probe measures one row per device
+    # only (XLA's analysis gives 2.7 kB for that program: a 1 kB budget cannot hold it)
+    result = _faulty(tmp_path, layout="grid", max_batch=4, memory_budget=1000)
+    (group,) = _groups(result)
+    assert group["layout"] == "flat" and group["grid"]["calls"] == 0
+    assert "exceeds the budget" in group["grid"]["note"]
+    assert group["statuses"]["ok"] == 8 and group["calls"] >= 4
+
+
+@pytest.fixture
+def fake_oom(monkeypatch):
+    """Calls computing more than ``limit[0]`` points raise an out-of-memory error."""
+    from jaxspec.experiments import _runner
+
+    limit = [float("inf")]
+    real = _runner._local_rows
+
+    def local_rows(out):
+        points = min(leaf.size for leaf in jax.tree.leaves(out))  # a scalar metric
+        if points > limit[0]:
+            raise RuntimeError(f"RESOURCE_EXHAUSTED: Out of memory ({points} points)")
+        return real(out)
+
+    monkeypatch.setattr(_runner, "_local_rows", local_rows)
+    return limit
+
+
+def test_out_of_memory_halves_the_grid_then_falls_back_to_flat(tmp_path, fake_oom):
+    reference = _by_point(_faulty(tmp_path / "ref", layout="grid"), "final")
+    fake_oom[0] = 4  # one seed row per call
+    halved = _faulty(tmp_path / "halved", layout="grid")
+    (group,) = _groups(halved)
+    assert group["layout"] == "grid" and group["grid"]["oom_retries"] == 1
+    assert group["calls"] == 2 and group["batch"] == 4
+    got = _by_point(halved, "final")
+    for key in reference:
+        np.testing.assert_array_equal(got[key], reference[key])
+    fake_oom[0] = 3  # below one row: the rows go to the flat path, which halves to 2 points
+    flat = _faulty(tmp_path / "flat", layout="grid")
+    (group,) = _groups(flat)
+    assert group["layout"] == "flat" and "ran out of memory" in group["grid"]["note"]
+    assert group["batch"] == 2 and group["statuses"]["ok"] == 8
+    got = _by_point(flat, "final")
+    for key in reference:
+        np.testing.assert_allclose(got[key], reference[key], rtol=1e-6)
+
+
+def test_out_of_memory_at_one_point_per_device_ends_with_errors(tmp_path, fake_oom):
+    fake_oom[0] = 0  # nothing fits
+    result = _faulty(tmp_path)
+    (group,) = _groups(result)
+    assert group["statuses"]["error"] == 8
+    assert {r.status for r in result.records} == {"error"}
+    assert all("RESOURCE_EXHAUSTED" in r.message for r in result.records)
+
+
+def test_resume_runs_full_rows_as_a_grid_and_the_partial_row_flat(tmp_path):
+    from jaxspec.experiments._runner import point_id
+
+    overrides = ["sweep.product.seed=[0, 1, 2]"]
+    first = _faulty(tmp_path, overrides=overrides, layout="grid")
+    points_dir = first.run_dir / "points"
+    lost = [r.point for r in first.records if r.point["seed"] in (0, 1)]
+    lost.append(next(r.point for r in first.records if r.point["seed"] == 2))
+    for point in lost:
+        (points_dir / f"{point_id(point)}.json").unlink()
+    again = _faulty(tmp_path, overrides=overrides, layout="grid")
+    assert again.num_run == 9 and again.num_resumed == 3
+    (group,) = _groups(again)
+    assert group["layout"] == "grid" and group["grid"]["seeds"] == 2
+    assert group["batch"] == 8 and group["flat_batch"] == 1 and group["flat_points"] == 1
+    assert group["calls"] == 2 and group["statuses"]["ok"] == 9
+    a, b = _by_point(first, "final"), _by_point(again, "final")
+    for key in a:
+        np.testing.assert_allclose(b[key], a[key], rtol=1e-6)
