@@ -386,6 +386,14 @@ def _rows_in_budget(
     return fit, fits, mem
 
 
+def _record_sharding(info: dict[str, Any], out: Any) -> None:
+    """Note the first call's output sharding in a group's info (for ``run.json``)."""
+    leaves = jax.tree.leaves(out)
+    if leaves and "output_sharding" not in info:
+        info["output_sharding"] = str(leaves[0].sharding)
+        info["output_shards"] = len(leaves[0].addressable_shards)
+
+
 def _compile_options(xla_opt_level: int | None) -> dict[str, Any] | None:
     return None if xla_opt_level is None else {"xla_backend_optimization_level": xla_opt_level}
 
@@ -398,14 +406,15 @@ def _run_grid(
     values: list[tuple[Any, ...]],
     rows: list[list[dict[str, Any]]],
     store: PointStore,
-    max_batch: int | None,
+    max_rows: int | None,
     memory_budget: int | str | None,
     progress: _Progress,
     xla_opt_level: int | None,
     statuses: dict[str, int],
     note: str,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Run full seed rows of a group as a nested ``vmap`` (see :func:`_grid_fn`).
+    """Run full seed rows of a group as a nested ``vmap`` (see :func:`_grid_fn`); at most
+    ``max_rows`` rows per call (``max_batch`` over the row length), or all at once.
 
     Returns:
         ``(info, leftover)``: the grid's part of the group info, and the points it did not
@@ -436,8 +445,6 @@ def _run_grid(
             info["compile_s"] += time.perf_counter() - tic
         return compiled[padded]
 
-    # max_batch counts points: whole rows of n_values points each
-    max_rows = None if max_batch is None else max(1, max_batch // n_values)
     size, padded = _chunk_sizes(len(rows), n_devices, max_rows)
     if memory_budget is not None:
         fit, fits, mem = _rows_in_budget(program, sharding, padded, memory_budget)
@@ -482,11 +489,7 @@ def _run_grid(
             start += len(part)
             continue
         wall = (time.perf_counter() - tic) / (len(part) * n_values)
-        if "output_sharding" not in info:
-            leaves = jax.tree.leaves(out)
-            if leaves:
-                info["output_sharding"] = str(leaves[0].sharding)
-                info["output_shards"] = len(leaves[0].addressable_shards)
+        _record_sharding(info, out)
         for i, row in enumerate(part):
             if i not in local:
                 continue  # another process's row
@@ -540,13 +543,12 @@ def _run_group(
     values, grid_rows, points = (
         _grid_split(points, dynamic_keys) if layout != "flat" else ([], [], points)
     )
-    if grid_rows:
-        per_call = (
-            len(grid_rows) if max_batch is None else min(len(grid_rows), max_batch // len(values))
-        )
-        # a row does not fit max_batch; or, under "auto", some devices would get no seed row
-        if per_call < 1 or (layout == "auto" and per_call < n_devices):
-            values, grid_rows, points = [], [], [p for row in grid_rows for p in row] + points
+    # max_batch counts points: whole seed rows of len(values) points each
+    max_rows = None if max_batch is None or not grid_rows else max_batch // len(values)
+    per_call = min(len(grid_rows), len(grid_rows) if max_rows is None else max_rows)
+    # a row does not fit max_batch; or, under "auto", some devices would get no seed row
+    if grid_rows and (per_call < 1 or (layout == "auto" and per_call < n_devices)):
+        values, grid_rows, points = [], [], [p for row in grid_rows for p in row] + points
     if grid_rows:
         grid_info, leftover = _run_grid(
             single,
@@ -556,7 +558,7 @@ def _run_group(
             values,
             grid_rows,
             store,
-            max_batch,
+            max_rows,
             memory_budget,
             progress,
             xla_opt_level,
@@ -614,11 +616,7 @@ def _run_group(
             {k: _global_array(v, sharding) for k, v in values.items()},
             _global_array(seeds, sharding),
         )
-        if "output_sharding" not in info:
-            leaves = jax.tree.leaves(out)
-            if leaves:
-                info["output_sharding"] = str(leaves[0].sharding)
-                info["output_shards"] = len(leaves[0].addressable_shards)
+        _record_sharding(info, out)
         return _local_rows(out)
 
     calls = oom_retries = 0
