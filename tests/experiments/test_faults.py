@@ -220,3 +220,71 @@ def test_stale_temporaries_are_removed_recursively(tmp_path):
         (tmp_path / name).write_text("x")
     assert remove_stale_temporaries(tmp_path) == 2
     assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["keep.json", "keep.tmp"]
+
+
+# A real out-of-memory error on CPU: after a warm-up, the process's address space is capped
+# (RLIMIT_AS) a few points' worth above what it maps, so XLA:CPU's allocation for the whole
+# sweep fails with RESOURCE_EXHAUSTED, as a GPU's would, and the runner must halve the batch.
+_OOM_SCRIPT = """
+import json, resource, sys
+import numpy as np
+from jaxspec.experiments import run_experiment
+
+results, faults, held = sys.argv[1], sys.argv[2], int(sys.argv[3])
+point_bytes = 4 * held**2  # float32: one (held, held) matrix per point, 8 points in the sweep
+
+def run(name, side=held, **kwargs):
+    result = run_experiment("faulty", overrides=[f"held={side}"], progress=False,
+                            results_dir=f"{results}/{name}", experiments_dir=faults, **kwargs)
+    (group,) = json.loads((result.run_dir / "run.json").read_text())["groups"]
+    return {json.dumps(r.point, sort_keys=True): (r.status, r.message, {k: np.asarray(v).tolist()
+            for k, v in r.metrics.items()}) for r in result.records}, group
+
+# References chunked by max_batch (one seed row of 4 points per call), before the cap; they
+# also compile and warm up everything the capped runs need besides their own programs.
+chunked = {layout: run(f"chunked-{layout}", layout=layout, max_batch=4)
+           for layout in ("grid", "flat")}
+with open("/proc/self/status") as f:
+    mapped = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize"))
+cap = mapped + 6 * point_bytes  # room for 4 points (one seed row), not for 8
+resource.setrlimit(resource.RLIMIT_AS, (cap, resource.getrlimit(resource.RLIMIT_AS)[1]))
+capped = {layout: run(f"capped-{layout}", layout=layout) for layout in ("grid", "flat")}
+too_big = run("too-big", side=3 * held)  # 9 points' worth for one point: nothing fits
+print(json.dumps({"chunked": chunked, "capped": capped, "too_big": too_big}))
+"""
+
+
+@pytest.mark.slow  # a subprocess with capped memory; CI runs the slow step
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc/self/status")
+def test_a_sweep_larger_than_memory_really_runs_out_and_is_halved(tmp_path):
+    """No memory budget: the unchunked call fails for real, is retried at half the batch, and
+    gives the numbers of a run chunked by ``max_batch``, in both layouts."""
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_ENABLE_X64")}
+    env["JAX_PLATFORMS"] = "cpu"
+    held = 5792  # a 128 MiB float32 matrix per point: 1 GiB for the 8-point sweep
+    proc = subprocess.run(
+        [sys.executable, "-c", _OOM_SCRIPT, str(tmp_path), str(FAULTS), str(held)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    for layout in ("grid", "flat"):
+        reference, ref_group = out["chunked"][layout]
+        got, group = out["capped"][layout]
+        assert ref_group["layout"] == layout and ref_group["calls"] == 2
+        assert group["layout"] == layout, group
+        # 8 points did not fit; 4 did (one seed row in the grid)
+        assert group["oom_retries"] == 1 and group["calls"] == 2 and group["batch"] == 4, group
+        assert got.keys() == reference.keys() and len(got) == 8
+        for key, (status, _, metrics) in got.items():
+            assert status == "ok"
+            assert metrics == reference[key][2]  # bitwise: the same chunks
+    # Out of memory at one point per device: every point ends with error status (a later
+    # run retries them), and the run itself completes.
+    records, group = out["too_big"]
+    assert group["statuses"] == {"ok": 0, "nonfinite": 0, "error": 8}, group
+    for status, message, _ in records.values():
+        assert status == "error" and "RESOURCE_EXHAUSTED" in message
