@@ -62,12 +62,110 @@ def parse_memory_budget(value: int | float | str | None) -> int | str | None:
     return int(size)
 
 
+def _read_int(path: str) -> int | None:
+    """An integer file such as ``memory.max``; ``None`` when absent, ``"max"`` or unreadable."""
+    try:
+        with open(path) as f:
+            text = f.read().strip()
+        return int(text)
+    except (OSError, ValueError):
+        return None
+
+
+def _cgroup_headroom(proc: str, cgroup_root: str) -> int | None:
+    """Bytes this process's memory cgroup may still charge (the tightest level), or ``None``.
+
+    cgroup v2 (``memory.max`` / ``memory.current``) and v1 (``memory.limit_in_bytes`` /
+    ``memory.usage_in_bytes``), read from the process's own cgroup up to the mount point (a
+    job scheduler such as SLURM often sets the limit on a parent of the step's cgroup).
+    """
+    try:
+        with open(f"{proc}/self/cgroup") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    layouts = []
+    for line in lines:
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        if parts[0] == "0" and parts[1] == "":  # v2 unified hierarchy
+            layouts.append((cgroup_root, parts[2], "memory.max", "memory.current"))
+        elif "memory" in parts[1].split(","):  # v1 memory controller
+            layouts.append(
+                (
+                    f"{cgroup_root}/memory",
+                    parts[2],
+                    "memory.limit_in_bytes",
+                    "memory.usage_in_bytes",
+                )
+            )
+    best = None
+    for mount, path, limit_file, usage_file in layouts:
+        # In a container with its own cgroup namespace the path is "/", and the mount is the
+        # container's cgroup; elsewhere the path is relative to the mount.
+        levels = [p for p in path.strip("/").split("/") if p]
+        while True:
+            folder = "/".join([mount, *levels])
+            limit, usage = _read_int(f"{folder}/{limit_file}"), _read_int(f"{folder}/{usage_file}")
+            if limit is not None and limit < 2**60:  # v1 writes "no limit" as about 2^63
+                room = max(0, limit - (usage or 0))
+                best = room if best is None else min(best, room)
+            if not levels:
+                break
+            levels.pop()
+    return best
+
+
+def host_available_bytes(proc: str = "/proc", cgroup_root: str = "/sys/fs/cgroup") -> int:
+    """Bytes this process can still allocate on the host: the least of the RAM the kernel
+    reports available (``MemAvailable``), the room left under the process's memory cgroup
+    limit (cgroup v1 or v2, as set by containers and job schedulers) and the room left under
+    its address-space limit (``RLIMIT_AS``, against its mapped size ``VmSize``). Falls back
+    to the physical memory where ``/proc`` is missing.
+
+    Args:
+        proc: where procfs is mounted (a parameter for tests).
+        cgroup_root: where the cgroup hierarchies are mounted (a parameter for tests).
+    """
+    candidates = []
+    try:
+        with open(f"{proc}/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    candidates.append(int(line.split()[1]) * 1024)
+    except (OSError, ValueError, IndexError):
+        pass
+    if not candidates:
+        try:
+            candidates.append(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+        except (OSError, ValueError):
+            candidates.append(2**34)  # unknown: 16 GiB
+    cgroup = _cgroup_headroom(proc, cgroup_root)
+    if cgroup is not None:
+        candidates.append(cgroup)
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+        if soft != resource.RLIM_INFINITY:
+            with open(f"{proc}/self/status") as f:
+                mapped = next(
+                    int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:")
+                )
+            candidates.append(max(0, soft - mapped))
+    except (ImportError, OSError, ValueError, StopIteration):
+        pass
+    return min(candidates)
+
+
 def device_budget(devices: Sequence[Any]) -> int:
     """The ``"auto"`` budget per device: 75% of what a device can still allocate.
 
     Accelerators report ``bytes_limit`` and ``bytes_in_use`` (``device.memory_stats()``); CPU
-    devices share the host's RAM, so each gets 75% of the physical memory over the number of
-    local devices.
+    devices share the host's memory, so each gets 75% of :func:`host_available_bytes` (the
+    least of the available RAM, the cgroup's room and the address-space room) over the number
+    of local devices.
     """
     stats = None
     try:
@@ -77,8 +175,7 @@ def device_budget(devices: Sequence[Any]) -> int:
     if stats and stats.get("bytes_limit"):
         free = int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
         return max(1, int(AUTO_FRACTION * free))
-    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    return max(1, int(AUTO_FRACTION * total / max(1, len(devices))))
+    return max(1, int(AUTO_FRACTION * host_available_bytes() / max(1, len(devices))))
 
 
 def program_bytes(compiled: Any) -> int | None:

@@ -846,11 +846,12 @@ def run_experiment(
             the device count when larger than it); results equal an unchunked run up to
             floating-point reassociation by XLA.
         memory_budget: bytes per device a call may use (an int, a string such as ``"4GiB"``,
-            or ``"auto"``: 75% of the device's free memory, or of the host RAM per CPU
-            device). Each static group is compiled at one and two points per device to measure
-            its footprint, then chunked to fit. Combines with ``max_batch`` (the smaller
-            wins). Without a budget, a call that runs out of device memory is retried with
-            half the batch.
+            or ``"auto"``: 75% of the device's free memory; on CPU, of what the process can
+            still allocate (the least of the available RAM, its cgroup's room and its
+            address-space room) over the local CPU devices). Each static group is compiled
+            at one and two points per device to measure its footprint, then chunked to fit.
+            Combines with ``max_batch`` (the smaller wins). Without a budget, a call that
+            runs out of device memory is retried with half the batch.
         experiments_dir: where experiments live (see :func:`experiments_root`).
         progress: show a progress bar (tqdm, else plain prints to stderr; process 0 only).
         config: an already-resolved config for ``experiment_or_name`` (then ``overrides`` and

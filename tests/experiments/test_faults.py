@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from jaxspec.experiments import run_experiment
-from jaxspec.experiments._memory import parse_memory_budget
+from jaxspec.experiments._memory import host_available_bytes, parse_memory_budget
 from jaxspec.experiments._store import remove_stale_temporaries
 
 from .helpers import FIXTURES as TOY_FIXTURES
@@ -197,6 +197,59 @@ def test_parse_memory_budget(value, expected):
     assert parse_memory_budget(value) == expected
 
 
+def _fake_host(tmp_path, cgroup_lines, files, available_kib=8 * 2**20):
+    proc, root = tmp_path / "proc", tmp_path / "cgroup"
+    (proc / "self").mkdir(parents=True)
+    (proc / "meminfo").write_text(f"MemTotal: 99999999 kB\nMemAvailable: {available_kib} kB\n")
+    (proc / "self" / "cgroup").write_text("\n".join(cgroup_lines) + "\n")
+    for path, text in files.items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text(text)
+    return str(proc), str(root)
+
+
+@pytest.mark.parametrize(
+    ("cgroup_lines", "files", "expected"),
+    [
+        # no memory cgroup limit anywhere: MemAvailable (8 GiB)
+        (["0::/user.slice"], {"user.slice/memory.max": "max\n"}, 8 * 2**30),
+        # v2, limit on the job (a parent of the step): limit - current
+        (
+            ["0::/job_1/step_0"],
+            {
+                "job_1/step_0/memory.max": "max\n",
+                "job_1/memory.max": f"{2**30}\n",
+                "job_1/memory.current": f"{2**28}\n",
+            },
+            2**30 - 2**28,
+        ),
+        # v2 in a container's own namespace: the path is "/", the limit at the mount
+        (["0::/"], {"memory.max": f"{2**31}\n", "memory.current": "0\n"}, 2**31),
+        # v1: "no limit" (about 2^63) on the leaf, a limit on its parent; the tightest wins
+        (
+            ["12:pids:/a/b", "4:memory:/a/b", "3:cpu,cpuacct:/a/b"],
+            {
+                "memory/a/b/memory.limit_in_bytes": "9223372036854771712\n",
+                "memory/a/b/memory.usage_in_bytes": "100\n",
+                "memory/a/memory.limit_in_bytes": f"{3 * 2**30}\n",
+                "memory/a/memory.usage_in_bytes": f"{2**30}\n",
+            },
+            2 * 2**30,
+        ),
+        # a cgroup over its limit leaves no room
+        (["0::/"], {"memory.max": "100\n", "memory.current": "200\n"}, 0),
+    ],
+)
+def test_host_available_bytes_takes_the_tightest_limit(tmp_path, cgroup_lines, files, expected):
+    proc, root = _fake_host(tmp_path, cgroup_lines, files)
+    assert host_available_bytes(proc=proc, cgroup_root=root) == expected
+
+
+def test_host_available_bytes_without_procfs_uses_the_physical_memory(tmp_path):
+    physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    assert host_available_bytes(proc=str(tmp_path / "none"), cgroup_root=str(tmp_path)) == physical
+
+
 @pytest.mark.parametrize("value", ["", "lots", "4 parsecs", "-1GiB", 0, -5, True, 1.5j, "0"])
 def test_parse_memory_budget_rejects_bad_values(value):
     with pytest.raises(ValueError, match="memory_budget"):
@@ -248,9 +301,13 @@ with open("/proc/self/status") as f:
     mapped = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize"))
 cap = mapped + 6 * point_bytes  # room for 4 points (one seed row), not for 8
 resource.setrlimit(resource.RLIMIT_AS, (cap, resource.getrlimit(resource.RLIMIT_AS)[1]))
+# First the "auto" budget, which must see the cap and chunk before anything runs out.
+auto = {layout: run(f"auto-{layout}", layout=layout, memory_budget="auto")
+        for layout in ("grid", "flat")}
 capped = {layout: run(f"capped-{layout}", layout=layout) for layout in ("grid", "flat")}
 too_big = run("too-big", side=3 * held)  # 9 points' worth for one point: nothing fits
-print(json.dumps({"chunked": chunked, "capped": capped, "too_big": too_big}))
+print(json.dumps({"chunked": chunked, "auto": auto, "capped": capped, "too_big": too_big,
+                  "room": cap - mapped, "point_bytes": point_bytes}))
 """
 
 
@@ -282,6 +339,18 @@ def test_a_sweep_larger_than_memory_really_runs_out_and_is_halved(tmp_path):
         for key, (status, _, metrics) in got.items():
             assert status == "ok"
             assert metrics == reference[key][2]  # bitwise: the same chunks
+    # The "auto" budget reads the cap (RLIMIT_AS less the mapped size): 75 % of the room
+    # left, so it chunks ahead and nothing runs out.
+    for layout in ("grid", "flat"):
+        reference, _ = out["chunked"][layout]
+        got, group = out["auto"][layout]
+        budget = group["memory"]["budget_bytes"]
+        assert out["point_bytes"] < budget <= 0.75 * out["room"], group
+        assert group["oom_retries"] == 0 and group["calls"] >= 2, group
+        for key, (status, _, metrics) in got.items():
+            assert status == "ok"
+            for name, value in metrics.items():
+                np.testing.assert_allclose(value, reference[key][2][name], rtol=1e-6)
     # Out of memory at one point per device: every point ends with error status (a later
     # run retries them), and the run itself completes.
     records, group = out["too_big"]
