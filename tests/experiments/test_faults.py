@@ -297,6 +297,7 @@ def run(name, side=held, **kwargs):
 # also compile and warm up everything the capped runs need besides their own programs.
 chunked = {layout: run(f"chunked-{layout}", layout=layout, max_batch=4)
            for layout in ("grid", "flat")}
+whole = {layout: run(f"whole-{layout}", layout=layout) for layout in ("grid", "flat")}
 with open("/proc/self/status") as f:
     mapped = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize"))
 cap = mapped + 6 * point_bytes  # room for 4 points (one seed row), not for 8
@@ -306,8 +307,8 @@ auto = {layout: run(f"auto-{layout}", layout=layout, memory_budget="auto")
         for layout in ("grid", "flat")}
 capped = {layout: run(f"capped-{layout}", layout=layout) for layout in ("grid", "flat")}
 too_big = run("too-big", side=3 * held)  # 9 points' worth for one point: nothing fits
-print(json.dumps({"chunked": chunked, "auto": auto, "capped": capped, "too_big": too_big,
-                  "room": cap - mapped, "point_bytes": point_bytes}))
+print(json.dumps({"chunked": chunked, "whole": whole, "auto": auto, "capped": capped,
+                  "too_big": too_big, "room": cap - mapped, "point_bytes": point_bytes}))
 """
 
 
@@ -315,7 +316,8 @@ print(json.dumps({"chunked": chunked, "auto": auto, "capped": capped, "too_big":
 @pytest.mark.skipif(sys.platform != "linux", reason="reads /proc/self/status")
 def test_a_sweep_larger_than_memory_really_runs_out_and_is_halved(tmp_path):
     """No memory budget: the unchunked call fails for real, is retried at half the batch, and
-    gives the numbers of a run chunked by ``max_batch``, in both layouts."""
+    gives the numbers of an unchunked run (made before the cap) and of a run chunked by
+    ``max_batch``, in both layouts. The ``"auto"`` budget sees the cap and chunks ahead."""
     env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_ENABLE_X64")}
     env["JAX_PLATFORMS"] = "cpu"
     held = 5792  # a 128 MiB float32 matrix per point: 1 GiB for the 8-point sweep
@@ -336,9 +338,11 @@ def test_a_sweep_larger_than_memory_really_runs_out_and_is_halved(tmp_path):
         # 8 points did not fit; 4 did (one seed row in the grid)
         assert group["oom_retries"] == 1 and group["calls"] == 2 and group["batch"] == 4, group
         assert got.keys() == reference.keys() and len(got) == 8
+        unchunked, whole_group = out["whole"][layout]  # before the cap: one call
+        assert whole_group["calls"] == 1 and whole_group["oom_retries"] == 0
         for key, (status, _, metrics) in got.items():
             assert status == "ok"
-            assert metrics == reference[key][2]  # bitwise: the same chunks
+            assert metrics == reference[key][2] == unchunked[key][2]  # bitwise
     # The "auto" budget reads the cap (RLIMIT_AS less the mapped size): 75 % of the room
     # left, so it chunks ahead and nothing runs out.
     for layout in ("grid", "flat"):
