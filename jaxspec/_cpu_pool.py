@@ -38,6 +38,20 @@ def _jaxlib_version() -> tuple[int, ...]:
     return tuple(parts)
 
 
+def jaxlib_version() -> str:
+    """The installed jaxlib's version string."""
+    import jaxlib
+
+    return jaxlib.__version__
+
+
+def parallel_lapack_kernels() -> bool:
+    """Whether the installed jaxlib splits batched CPU LAPACK calls over XLA:CPU's thread
+    pool (0.10.0 up to 0.11.2), the cause of the deadlocks this module guards against."""
+    low, high = _AFFECTED
+    return low <= _jaxlib_version() < high
+
+
 def _backends_initialized() -> bool:
     from jax._src import xla_bridge
 
@@ -80,10 +94,8 @@ def cpu_pool_guard(mode: Literal["auto", "on", "off"] | None = None) -> bool:
     if mode == "off" or not hasattr(os, "sched_setaffinity"):
         return False
     cpus = os.sched_getaffinity(0)
-    if mode == "auto":
-        low, high = _AFFECTED
-        if not (low <= _jaxlib_version() < high) or len(cpus) > AUTO_MAX_CPUS:
-            return False
+    if mode == "auto" and (not parallel_lapack_kernels() or len(cpus) > AUTO_MAX_CPUS):
+        return False
     if _backends_initialized():
         warnings.warn(
             "cpu_pool_guard: the JAX backends already exist, so the CPU thread pool keeps its "

@@ -36,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import AxisType, NamedSharding, PartitionSpec
 
+from jaxspec._cpu_pool import jaxlib_version, parallel_lapack_kernels
 from jaxspec.experiments._api import Experiment, Record, ReportContext
 from jaxspec.experiments._config import ConfigError, ResolvedConfig, load_toml, resolve
 from jaxspec.experiments._discover import discover, experiments_root, load_experiment
@@ -156,7 +157,8 @@ def sweep_sharding(*, one_per_process: bool = False) -> NamedSharding:
 
     Args:
         one_per_process: use only the first device of each process (the fallback for sweeps
-            with host callbacks on a multi-device CPU platform, see :func:`run_experiment`).
+            that would hang on a multi-device CPU platform: host callbacks, or batched LAPACK
+            calls with jaxlib 0.10.x; see :func:`_several_cpu_devices_hazard`).
     """
     devices = jax.devices()
     if one_per_process:
@@ -263,8 +265,28 @@ def _grid_split(
     return list(values.values()), rows, rest
 
 
-_WARNED_CALLBACKS: set[str] = set()
+_WARNED_DEVICES: set[str] = set()
 _CALLBACKS = frozenset({"pure_callback", "io_callback", "debug_callback"})
+# Primitives that XLA:CPU runs through jaxlib's LAPACK kernels (batched under vmap).
+_LAPACK = frozenset(
+    {
+        "cholesky",
+        "eig",
+        "eigh",
+        "geqp3",
+        "geqrf",
+        "hessenberg",
+        "householder_product",
+        "lu",
+        "ormqr",
+        "qr",
+        "schur",
+        "svd",
+        "triangular_solve",
+        "tridiagonal",
+        "tridiagonal_solve",
+    }
+)
 
 
 def _primitive_names(jaxpr: Any, names: set[str]) -> set[str]:
@@ -282,18 +304,34 @@ def _primitive_names(jaxpr: Any, names: set[str]) -> set[str]:
     return names
 
 
-def _host_callbacks_block_devices(single: Callable, dtypes: dict[str, Any]) -> bool:
-    """Whether ``single`` calls the host and this process has several CPU devices.
+def _several_cpu_devices_hazard(single: Callable, dtypes: dict[str, Any]) -> str | None:
+    """Why ``single`` must not be sharded over this process's CPU devices, or ``None``.
 
-    On the CPU platform (jax 0.10) a host callback copies its arguments to the first CPU
-    device and waits for them there; while a multi-device program occupies that device the
-    copy never completes, and the sweep hangs. Such sweeps run on one device per process.
+    Two hazards, both on the CPU platform with several devices per process, both hangs:
+
+    * a host callback (``pure_callback``, ``io_callback``, ``debug.callback``) copies its
+      arguments to the first CPU device and waits for them there (jax 0.10); while a
+      multi-device program occupies that device, the copy never completes;
+    * with a jaxlib whose LAPACK kernels split a batch over XLA:CPU's thread pool (0.10.0 up
+      to 0.11.2, see :func:`jaxspec.cpu_pool_guard`), every device's program runs its batched
+      ``svd``/``cholesky``/... at once, each blocking a pool thread while it waits for its
+      chunks; with as many devices as threads, none is left to run a chunk. Seen with the
+      ``frank_wolfe``/``pursuit`` sweeps of ``benchmarks/sweeps.py`` and ``jaxspec run
+      sbl_phase_transition --quick`` on 2 forced CPU devices, with and without the guard.
+
+    Such sweeps run on one device per process (the numbers of a one-device run).
     """
     if jax.default_backend() != "cpu" or jax.local_device_count() < 2:
-        return False
+        return None
     values = {k: jax.ShapeDtypeStruct((), dtype) for k, dtype in dtypes.items()}
     closed = jax.make_jaxpr(single)(values, jax.ShapeDtypeStruct((), jnp.uint32))
-    return bool(_primitive_names(closed.jaxpr, set()) & _CALLBACKS)
+    names = _primitive_names(closed.jaxpr, set())
+    if names & _CALLBACKS:
+        return "host callbacks (pure_callback/io_callback/debug.callback)"
+    lapack = sorted(names & _LAPACK)
+    if lapack and parallel_lapack_kernels():
+        return f"batched LAPACK kernels ({', '.join(lapack)}) with jaxlib {jaxlib_version()}"
+    return None
 
 
 def _replace(config: Any, parts: list[str], value: Any) -> Any:
@@ -520,20 +558,18 @@ def _run_group(
     single = _point_fn(experiment, config, dynamic_keys)
     dtypes = {k: _dtype(resolved.fields[k].type) for k in dynamic_keys}
     info: dict[str, Any] = {"static": static_values, "points": len(points)}
-    one_per_process = _host_callbacks_block_devices(single, dtypes)
-    if one_per_process and experiment.name not in _WARNED_CALLBACKS:
-        _WARNED_CALLBACKS.add(experiment.name)
+    hazard = _several_cpu_devices_hazard(single, dtypes)
+    one_per_process = hazard is not None
+    if one_per_process and experiment.name not in _WARNED_DEVICES:
+        _WARNED_DEVICES.add(experiment.name)
         print(
-            f"[{experiment.name}] the experiment calls the host (pure_callback/io_callback); "
-            "on several CPU devices per process that deadlocks in JAX, so this sweep uses one "
-            "device per process",
+            f"[{experiment.name}] the sweep uses {hazard}; on several CPU devices per "
+            "process that can deadlock, so it runs on one device per process",
             file=sys.stderr,
             flush=True,
         )
     if one_per_process:
-        info["devices_note"] = (
-            "host callbacks on a multi-device CPU platform: one device per process"
-        )
+        info["devices_note"] = f"{hazard} on a multi-device CPU platform: one device per process"
     sharding = sweep_sharding(one_per_process=one_per_process)
     n_devices = sharding.mesh.size
     distributed = is_distributed()

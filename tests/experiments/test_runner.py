@@ -6,6 +6,7 @@ import shutil
 import sys
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -246,3 +247,30 @@ def test_x64_experiments_run_in_float64_and_restore_the_setting(tmp_path):
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().endswith("ok")
+
+
+def test_hazard_detection_reads_the_sweeps_primitives(monkeypatch):
+    """Which sweeps go to one device per process on a multi-device CPU platform."""
+    from jaxspec.experiments import _runner
+
+    def with_svd(values, seed):
+        return jnp.sum(jnp.linalg.svd(values["a"] * jnp.eye(3), compute_uv=False))
+
+    def with_callback(values, seed):
+        jax.debug.callback(lambda v: None, values["a"])
+        return values["a"]
+
+    def plain(values, seed):
+        return values["a"] * jnp.linalg.norm(jnp.ones(3))  # a vector norm: no LAPACK
+
+    dtypes = {"a": jnp.float32}
+    hazard = _runner._several_cpu_devices_hazard
+    assert hazard(with_svd, dtypes) is None  # one device: nothing to fear
+    monkeypatch.setattr(jax, "local_device_count", lambda: 2)
+    monkeypatch.setattr(_runner, "parallel_lapack_kernels", lambda: True)
+    assert hazard(with_svd, dtypes).startswith("batched LAPACK kernels (svd)")
+    assert hazard(with_callback, dtypes).startswith("host callbacks")
+    assert hazard(plain, dtypes) is None
+    monkeypatch.setattr(_runner, "parallel_lapack_kernels", lambda: False)  # a fixed jaxlib
+    assert hazard(with_svd, dtypes) is None
+    assert hazard(with_callback, dtypes).startswith("host callbacks")
