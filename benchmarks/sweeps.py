@@ -12,6 +12,9 @@ sweep is the product of 16 seeds and 16 log-spaced rates (256 points), run two w
   rates' iterates as one matrix product instead of 16 matrix-vector products;
 * **flat** (``jaxspec run --layout flat``): ``jax.jit(jax.vmap(run))`` over the 256 stacked
   ``(rate, seed)`` pairs, one call; every point builds its own copy of the data;
+* **map** (``jaxspec run --layout map``): ``jax.jit(lambda r, s: lax.map(run, (r, s)))``,
+  the 256 points one after another inside one call: no lockstep and no batched LAPACK, and
+  no per-call dispatch;
 * **loop**: ``jax.jit(run)`` compiled once for one point and called 256 times from Python
   on scalars already on the device; the outputs are kept and blocked on at the end.
 
@@ -311,6 +314,12 @@ def _nested(solve: Callable) -> Callable:
     return jax.vmap(jax.vmap(solve, in_axes=(0, None)), in_axes=(None, 0))
 
 
+def _sequential(solve: Callable) -> Callable:
+    """``(rates (N,), seeds (N,)) -> outputs (N,)``: the points one after another, in one call
+    (``lax.map``; ``jaxspec run --layout map``)."""
+    return lambda rates, seeds: jax.lax.map(lambda point: solve(*point), (rates, seeds))
+
+
 def measure(exp: Experiment, cfg: Config) -> tuple[dict[str, str], dict[str, Any]]:
     rates, rate_pts, seed_pts = sweep_grid(exp, cfg)
     rate_all, seed_all = jnp.asarray(rate_pts), jnp.asarray(seed_pts)
@@ -318,6 +327,7 @@ def measure(exp: Experiment, cfg: Config) -> tuple[dict[str, str], dict[str, Any
     # the batched calls also return the step counts for the table (256 int32: negligible)
     flat = Case(jax.vmap(exp.solve), (rate_all, seed_all))
     grid = Case(_nested(exp.solve), (jnp.asarray(rates), seeds))
+    mapped = Case(_sequential(exp.solve), (rate_all, seed_all))
 
     start = time.perf_counter()
     single = jax.jit(exp.run).lower(rate_all[0], seed_all[0]).compile()
@@ -329,7 +339,7 @@ def measure(exp: Experiment, cfg: Config) -> tuple[dict[str, str], dict[str, Any
 
     loop()  # warm-up, as the batched cases get inside time_with_host
     timings, host = time_with_host(
-        {"grid": grid, "flat": flat},
+        {"grid": grid, "flat": flat, "map": mapped},
         {"loop": loop},
         cfg.repeats,
         budget_s=cfg.budget_s,
@@ -337,15 +347,17 @@ def measure(exp: Experiment, cfg: Config) -> tuple[dict[str, str], dict[str, Any
     )
     timings["loop"].compile_s = single_compile_s
     t_grid, t_flat, t_loop = timings["grid"], timings["flat"], timings["loop"]
+    t_map = timings["map"]
 
     out_flat, steps = (np.asarray(v) for v in flat.compiled(*flat.args))
+    out_map, steps_map = (np.asarray(v) for v in mapped.compiled(*mapped.args))
     out_grid, steps_grid = (np.asarray(v) for v in grid.compiled(*grid.args))
     # grid outputs are (seed, rate); the points are rate-major (rate, seed)
     out_grid, steps_grid = out_grid.T.reshape(-1), steps_grid.T.reshape(-1)
     out_loop = np.array([float(v) for v in host["loop"]])
     scale = float(np.max(np.abs(out_loop)))
     diffs, agree = {}, {}
-    for name, out in (("grid", out_grid), ("flat", out_flat)):
+    for name, out in (("grid", out_grid), ("flat", out_flat), ("map", out_map)):
         out = out.astype(np.float64)
         diffs[name] = np.abs(out - out_loop)
         agree[name] = bool(np.allclose(out, out_loop, rtol=RTOL, atol=exp.atol * scale))
@@ -354,6 +366,7 @@ def measure(exp: Experiment, cfg: Config) -> tuple[dict[str, str], dict[str, Any
     best = int(np.argmin(by_rate))
     speedup = t_loop.median_ms / t_grid.median_ms
     speedup_flat = t_loop.median_ms / t_flat.median_ms
+    speedup_map = t_loop.median_ms / t_map.median_ms
     max_diff = max(float(np.max(d)) for d in diffs.values())
     row = {
         "module": exp.module,
@@ -362,10 +375,14 @@ def measure(exp: Experiment, cfg: Config) -> tuple[dict[str, str], dict[str, Any
         "points": str(rate_pts.size),
         "grid median ms": fmt(t_grid.median_ms),
         "flat median ms": fmt(t_flat.median_ms),
+        "map median ms": fmt(t_map.median_ms),
         "loop median ms": fmt(t_loop.median_ms),
-        "speed-up grid / flat": f"**{speedup:.1f}×** / {speedup_flat:.1f}×",
-        "compile s (grid / flat / single)": (
-            f"{t_grid.compile_s:.2f} / {t_flat.compile_s:.2f} / {t_loop.compile_s:.2f}"
+        "speed-up grid / flat / map": (
+            f"**{speedup:.1f}×** / {speedup_flat:.1f}× / {speedup_map:.1f}×"
+        ),
+        "compile s (grid / flat / map / single)": (
+            f"{t_grid.compile_s:.2f} / {t_flat.compile_s:.2f} / {t_map.compile_s:.2f} / "
+            f"{t_loop.compile_s:.2f}"
         ),
         "steps mean / max": f"{steps.mean():.0f} / {steps.max()}",
         "max |diff|": f"{max_diff:.1e}" + ("" if all(agree.values()) else " **DISAGREE**"),
@@ -381,14 +398,17 @@ def measure(exp: Experiment, cfg: Config) -> tuple[dict[str, str], dict[str, Any
         "seeds": cfg.seeds,
         "grid": t_grid.as_dict(),
         "flat": t_flat.as_dict(),
+        "map": t_map.as_dict(),
         "loop": t_loop.as_dict(),
         "speedup": speedup,
         "speedup_flat": speedup_flat,
+        "speedup_map": speedup_map,
         "grid_over_flat": t_flat.median_ms / t_grid.median_ms,
         "meets_target": speedup >= SPEEDUP_TARGET,
         "loop_per_call_us": 1e3 * t_loop.median_ms / rate_pts.size,
         "grid_per_point_us": 1e3 * t_grid.median_ms / rate_pts.size,
         "flat_per_point_us": 1e3 * t_flat.median_ms / rate_pts.size,
+        "map_per_point_us": 1e3 * t_map.median_ms / rate_pts.size,
         "max_abs_diff": {k: float(np.max(d)) for k, d in diffs.items()},
         "atol": exp.atol * scale,
         "max_rel_diff": {
@@ -406,6 +426,8 @@ def measure(exp: Experiment, cfg: Config) -> tuple[dict[str, str], dict[str, Any
         "metrics_loop": out_loop.tolist(),
         "metrics_grid": out_grid.tolist(),
         "metrics_flat": out_flat.tolist(),
+        "metrics_map": out_map.tolist(),
+        "steps_map_max_abs_diff": int(np.max(np.abs(steps.astype(int) - steps_map.astype(int)))),
     }
     return row, raw
 
@@ -417,9 +439,10 @@ COLUMNS = (
     "points",
     "grid median ms",
     "flat median ms",
+    "map median ms",
     "loop median ms",
-    "speed-up grid / flat",
-    "compile s (grid / flat / single)",
+    "speed-up grid / flat / map",
+    "compile s (grid / flat / map / single)",
     "steps mean / max",
     "max |diff|",
     f"target ≥ {SPEEDUP_TARGET:g}× (grid)",
@@ -442,8 +465,8 @@ def main(argv: list[str] | None = None) -> int:
         "numpy": np.__version__,
     }
     header = (
-        f"# Hyperparameter sweeps: jit(vmap(vmap(run))) and jit(vmap(run)) vs a Python loop "
-        f"of jit(run) "
+        f"# Hyperparameter sweeps: jit(vmap(vmap(run))), jit(vmap(run)) and jit(lax.map(run)) "
+        f"vs a Python loop of jit(run) "
         f"({'quick' if cfg.quick else 'full'} mode)\n\njax {env['jax']} on {env['backend']} "
         f"({env['cpus_usable']} of {env['cpu_count']} CPUs usable; XLA:CPU one-thread pool: "
         f"{'yes' if guarded else 'no'}; load average at start {env['load_average'][0]:.1f}), "
@@ -452,7 +475,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{cfg.budget_s:g} s of sampling, at least {cfg.min_repeats} runs); medians; compile "
         "time excluded and reported separately. Speed-up = loop median / batched median; grid = "
         "a vmap over seeds of a vmap over rates (jaxspec run's default), flat = one vmap over "
-        "the points."
+        "the points, map = the points one after another in one call (lax.map; "
+        "--layout map)."
     )
     print(header, flush=True)
     print(f"\nenvironment: {json.dumps(env, default=str)}", flush=True)
@@ -461,8 +485,9 @@ def main(argv: list[str] | None = None) -> int:
         row, raw[exp.module] = measure(exp, cfg)
         rows.append(row)
         print(
-            f"  {exp.module}: {row['speed-up grid / flat']} ({row['grid median ms']} / "
-            f"{row['flat median ms']} ms vs {row['loop median ms']} ms), done at "
+            f"  {exp.module}: {row['speed-up grid / flat / map']} ({row['grid median ms']} / "
+            f"{row['flat median ms']} / {row['map median ms']} ms vs {row['loop median ms']} "
+            "ms), done at "
             f"{time.perf_counter() - start:.0f} s",
             flush=True,
         )
@@ -485,7 +510,7 @@ def main(argv: list[str] | None = None) -> int:
             notes.append(f"- {module}: some metrics are not finite (a diverging rate).")
     per_point = ", ".join(
         f"{m} {r['loop_per_call_us']:.0f} / {r['grid_per_point_us']:.0f} / "
-        f"{r['flat_per_point_us']:.0f}"
+        f"{r['flat_per_point_us']:.0f} / {r['map_per_point_us']:.0f}"
         for m, r in raw.items()
     )
     lockstep = [
@@ -501,9 +526,20 @@ def main(argv: list[str] | None = None) -> int:
             + "."
         )
     notes.append(
-        f"- Per point, µs (loop call / grid share / flat share): {per_point}.\n- Grid over "
-        "flat: "
+        f"- Per point, µs (loop call / grid share / flat share / map share): {per_point}.\n"
+        "- Grid over flat: "
         + ", ".join(f"{m} {r['grid_over_flat']:.1f}×" for m, r in raw.items())
+        + ".\n- Fastest layout (its speed-up over the loop): "
+        + ", ".join(
+            f"{m} {best} {r[key]:.1f}×"
+            for m, r in raw.items()
+            for best, key in [
+                max(
+                    (("grid", "speedup"), ("flat", "speedup_flat"), ("map", "speedup_map")),
+                    key=lambda pair, r=r: r[pair[1]],
+                )
+            ]
+        )
         + ".\n- Best rate by the "
         "median metric over seeds: "
         + ", ".join(f"{m} {r['rate']} {r['best_rate']:.3g}" for m, r in raw.items())

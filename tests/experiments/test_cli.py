@@ -122,7 +122,7 @@ def test_console_script(command):
     assert "toy" in proc.stdout or "--set KEY=VALUE" in proc.stdout
 
 
-@pytest.mark.parametrize("layout", ["grid", "flat"])
+@pytest.mark.parametrize("layout", ["grid", "flat", "map"])
 def test_run_layout_flag_is_used_and_recorded(tmp_path, capsys, layout):
     args = ["run", "toy", "--no-progress", "--results-dir", str(tmp_path), "--layout", layout]
     assert _main(*args, "--set", "dim=3") == 0

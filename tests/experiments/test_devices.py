@@ -28,6 +28,8 @@ _SCRIPT = textwrap.dedent(
                           experiments_dir=experiments, progress=False)
     auto = run_experiment("toy", results_dir=results + "/auto", experiments_dir=experiments,
                           progress=False)
+    mapped = run_experiment("toy", layout="map", results_dir=results + "/map",
+                            experiments_dir=experiments, progress=False)
     print(json.dumps({
         "device_count": jax.device_count(),
         "groups": json.loads((full.run_dir / "run.json").read_text())["groups"],
@@ -40,6 +42,8 @@ _SCRIPT = textwrap.dedent(
         "flat_groups": json.loads((flat.run_dir / "run.json").read_text())["groups"],
         "flat_curves": [r.metrics["curve"].tolist() for r in flat.records],
         "auto_groups": json.loads((auto.run_dir / "run.json").read_text())["groups"],
+        "map_groups": json.loads((mapped.run_dir / "run.json").read_text())["groups"],
+        "map_curves": [r.metrics["curve"].tolist() for r in mapped.records],
     }))
     """
 )
@@ -105,3 +109,10 @@ def test_eight_host_devices_give_the_same_numbers(tmp_path):
     # fill 1 device, not 8.
     assert [g["layout"] for g in one["auto_groups"]] == ["grid", "grid"]
     assert [g["layout"] for g in eight["auto_groups"]] == ["flat", "flat"]
+    # "map": each device runs its points one after another; 6 points on 8 devices
+    for group in eight["map_groups"]:
+        assert group["layout"] == "map" and group["calls"] == 1 and group["output_shards"] == 8
+    np.testing.assert_array_equal(np.array(eight["map_curves"]), np.array(one["map_curves"]))
+    np.testing.assert_allclose(
+        np.array(one["map_curves"]), np.array(one["curves"]), rtol=1e-5, atol=1e-6
+    )

@@ -1,5 +1,6 @@
 """The grid layout: a ``seed x values`` product runs as a vmap over seeds of a vmap over the
-values. Checked against the flat layout (one vmap over the points) on the same sweeps."""
+values. Checked against the flat layout (one vmap over the points) on the same sweeps, as is
+the map layout (each device's points one after another)."""
 
 import json
 
@@ -210,3 +211,33 @@ def test_resume_runs_full_rows_as_a_grid_and_the_partial_row_flat(tmp_path):
     a, b = _by_point(first, "final"), _by_point(again, "final")
     for key in a:
         np.testing.assert_allclose(b[key], a[key], rtol=1e-6)
+
+
+def test_map_layout_matches_flat_chunks_and_isolates_failures(tmp_path):
+    flat = run_toy(tmp_path / "flat", layout="flat")
+    mapped = run_toy(tmp_path / "map", layout="map")
+    assert [g["layout"] for g in _groups(mapped)] == ["map", "map"]
+    assert all(g["calls"] == 1 and g["flat_points"] == 6 for g in _groups(mapped))
+    a, b = _by_point(flat, "curve"), _by_point(mapped, "curve")
+    assert a.keys() == b.keys() and len(a) == 12
+    for key in a:  # float64: reassociation at most
+        np.testing.assert_allclose(b[key], a[key], rtol=1e-12, atol=0)
+    # chunks of 4 points: 6 per group -> a call of 4 and a call of 2 (padded to 2, not 4)
+    chunked = run_toy(tmp_path / "chunked", layout="map", max_batch=4)
+    assert all(g["calls"] == 2 and g["batch"] == 4 for g in _groups(chunked))
+    c = _by_point(chunked, "curve")
+    for key in a:
+        np.testing.assert_array_equal(c[key], b[key])  # each point computed alone either way
+    # a raising point is re-run alone and stored with error status; the others are kept
+    faulty = _faulty(tmp_path / "faulty", overrides=["fail_above=0.6"], layout="map")
+    statuses = {json.dumps(r.point, sort_keys=True): r.status for r in faulty.records}
+    bad = sorted(json.loads(k)["lr"] for k, s in statuses.items() if s == "error")
+    assert bad == [0.7, 0.7] and sum(s == "ok" for s in statuses.values()) == 6
+    (group,) = _groups(faulty)
+    assert group["layout"] == "map" and group["statuses"]["error"] == 2
+
+
+def test_map_layout_skips_the_grid(tmp_path):
+    result = _faulty(tmp_path, layout="map")  # 2 seeds x 4 rates: a full grid
+    (group,) = _groups(result)
+    assert group["layout"] == "map" and "grid" not in group and group["calls"] == 1
