@@ -115,7 +115,26 @@ _DONE_LINE = re.compile(r"^(?P<path>.+report\.md)  \((?P<run>\d+) point\(s\) com
 _ERROR_LINE = re.compile(r"^([\w.]+(Error|Exception)|error)\b.*")
 
 
-def _reproduce_in_subprocess(name: str, args: argparse.Namespace, results_dir: Path) -> dict:
+_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def _child_env(jobs: int) -> dict[str, str]:
+    """The environment of a ``--jobs`` child: the CPUs shared out among the children's BLAS
+    and OpenMP thread pools (variables the user set are kept). With one pool per CPU in each
+    child, ``jobs`` children oversubscribe the machine, and OpenBLAS threads spin while they
+    wait: on 2 CPUs, the SBL notebook next to the SBL benchmark took 165 s and 119 s with
+    default pools, 110 s and 55 s with one thread each."""
+    env = dict(os.environ)
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    threads = str(max(1, (cpus or 1) // jobs))
+    for var in _THREAD_VARS:
+        env.setdefault(var, threads)
+    return env
+
+
+def _reproduce_in_subprocess(
+    name: str, args: argparse.Namespace, results_dir: Path, jobs: int = 2
+) -> dict:
     """``jaxspec run NAME`` in a child process (one per experiment with ``--jobs`` > 1)."""
     cmd = [sys.executable, "-m", "jaxspec.experiments.cli", "run", name, "--no-progress"]
     cmd += ["--results-dir", str(results_dir)] + (["--quick"] if args.quick else [])
@@ -128,7 +147,7 @@ def _reproduce_in_subprocess(name: str, args: argparse.Namespace, results_dir: P
         cmd += ["--max-batch", str(args.max_batch)]
     if args.memory_budget is not None:
         cmd += ["--memory-budget", str(args.memory_budget)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=_child_env(jobs))
     lines = [line for line in proc.stdout.splitlines() if _DONE_LINE.match(line)]
     if proc.returncode != 0 or not lines:
         sys.stderr.write(f"-- {name} failed (exit {proc.returncode}); its output:\n")
@@ -189,8 +208,10 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         tic = time.perf_counter()
         print(f"== {name} ({size})", flush=True)
         row = {"experiment": name, "description": _describe(found[name])[0]}
-        runner = _reproduce_in_subprocess if jobs > 1 else _reproduce_in_process
-        out = runner(name, args, results_dir)
+        if jobs > 1:
+            out = _reproduce_in_subprocess(name, args, results_dir, jobs)
+        else:
+            out = _reproduce_in_process(name, args, results_dir)
         if "error" in out:
             row.update(status=f"FAILED: {out['error']}", report="", points="")
         else:

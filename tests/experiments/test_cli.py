@@ -1,6 +1,7 @@
 """The `jaxspec` command: list, run, reproduce and the results index."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -133,3 +134,16 @@ def test_run_layout_flag_is_used_and_recorded(tmp_path, capsys, layout):
     with pytest.raises(SystemExit):
         _main("run", "toy", "--layout", "nested")
     assert "invalid choice: 'nested'" in capsys.readouterr().err
+
+
+def test_reproduce_children_share_the_cpus_among_their_thread_pools(monkeypatch):
+    from jaxspec.experiments.cli import _THREAD_VARS, _child_env
+
+    for var in _THREAD_VARS:
+        monkeypatch.delenv(var, raising=False)
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    env = _child_env(2)
+    assert all(env[var] == str(max(1, cpus // 2)) for var in _THREAD_VARS)
+    assert _child_env(10**6)["OMP_NUM_THREADS"] == "1"
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "7")  # the user's choice is kept
+    assert _child_env(2)["OPENBLAS_NUM_THREADS"] == "7"
