@@ -924,7 +924,7 @@ def run_experiment(
             ``"flat"``: no lockstep (a tolerance-stopped solver stops each point on its own)
             and no batched LAPACK calls, so it suits sweeps whose points differ in step
             counts and factorize small matrices: on one CPU core the ``sbl`` sweep of
-            ``benchmarks/sweeps.py`` ran 2.4x faster than ``"grid"`` and 1.5x faster than a
+            ``benchmarks/sweeps.py`` ran 2.2-2.4x faster than ``"grid"`` and 1.5x faster than a
             Python loop, while the other four ran 1.1-1.5x faster than the loop, slower
             than ``"grid"``. ``"auto"`` (default): ``"grid"`` when
             every device gets a full seed row in each call (at least as many full rows as
