@@ -115,6 +115,13 @@ _DONE_LINE = re.compile(r"^(?P<path>.+report\.md)  \((?P<run>\d+) point\(s\) com
 _ERROR_LINE = re.compile(r"^([\w.]+(Error|Exception)|error)\b.*")
 
 
+def _usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
@@ -125,8 +132,7 @@ def _child_env(jobs: int) -> dict[str, str]:
     wait: on 2 CPUs, the SBL notebook next to the SBL benchmark took 165 s and 119 s with
     default pools, 110 s and 55 s with one thread each."""
     env = dict(os.environ)
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    threads = str(max(1, (cpus or 1) // jobs))
+    threads = str(max(1, _usable_cpus() // jobs))
     for var in _THREAD_VARS:
         env.setdefault(var, threads)
     return env
@@ -171,8 +177,7 @@ def _jobs(value: str) -> int:
 
     if jax.default_backend() != "cpu" or jax.process_count() > 1:
         return 1
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(cpus or 1, 4))
+    return max(1, min(_usable_cpus(), 4))
 
 
 def _xla_opt_level(value: str, quick: bool) -> int | None:

@@ -1,7 +1,6 @@
 """The `jaxspec` command: list, run, reproduce and the results index."""
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -137,11 +136,11 @@ def test_run_layout_flag_is_used_and_recorded(tmp_path, capsys, layout):
 
 
 def test_reproduce_children_share_the_cpus_among_their_thread_pools(monkeypatch):
-    from jaxspec.experiments.cli import _THREAD_VARS, _child_env
+    from jaxspec.experiments.cli import _THREAD_VARS, _child_env, _usable_cpus
 
     for var in _THREAD_VARS:
         monkeypatch.delenv(var, raising=False)
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cpus = _usable_cpus()
     env = _child_env(2)
     assert all(env[var] == str(max(1, cpus // 2)) for var in _THREAD_VARS)
     assert _child_env(10**6)["OMP_NUM_THREADS"] == "1"
