@@ -178,6 +178,19 @@ def device_budget(devices: Sequence[Any]) -> int:
     return max(1, int(AUTO_FRACTION * host_available_bytes() / max(1, len(devices))))
 
 
+def is_out_of_memory(err: BaseException) -> bool:
+    """Whether an error is XLA running out of device memory (``RESOURCE_EXHAUSTED``).
+
+    Raised by a call, and on GPUs also by compilation: XLA:GPU's autotuner allocates
+    buffers the size of a matrix product's operands to time its candidate kernels.
+    """
+    text = str(err)
+    return "RESOURCE_EXHAUSTED" in text or "Out of memory" in text or "out of memory" in text
+
+
+_COMPILE_OOM = "compiling the probe ran out of device memory (XLA:GPU autotuning): one row"
+
+
 def program_bytes(compiled: Any) -> int | None:
     """Peak bytes per device of a compiled program (arguments + outputs + temporaries,
     less the outputs that alias arguments), or ``None`` when XLA gives no analysis."""
@@ -207,18 +220,37 @@ def rows_within_budget(
 
     Returns:
         ``(rows, info)``, ``1 <= rows <= max_rows``; ``info`` holds the measured bytes and the
-        fit, and ``"compiled"``: the program at ``rows`` when it was one of the probes.
+        fit, and ``"compiled"``: the program at ``rows`` when it was one of the probes. When
+        compiling a probe runs out of memory (see :func:`is_out_of_memory`), ``rows`` is 1
+        and ``info["compile_out_of_memory"]`` the probe's row count (1: not even one row
+        compiles).
+
+    Raises:
+        Exception: whatever ``compile_rows`` raises other than running out of memory.
     """
-    one = compile_rows(1)
+    info: dict[str, Any] = {"budget_bytes": budget}
+    try:
+        one = compile_rows(1)
+    except Exception as err:
+        if not is_out_of_memory(err):
+            raise
+        info.update(bytes_at_1_row=None, compile_out_of_memory=1, note=_COMPILE_OOM)
+        return 1, info
     bytes_one = program_bytes(one)
-    info: dict[str, Any] = {"budget_bytes": budget, "bytes_at_1_row": bytes_one}
+    info["bytes_at_1_row"] = bytes_one
     if bytes_one is None:
         info["note"] = "no memory analysis on this backend: budget not applied"
         return max_rows, info
     if max_rows == 1:
         info["compiled"] = one
         return 1, info
-    two = compile_rows(2)
+    try:
+        two = compile_rows(2)
+    except Exception as err:
+        if not is_out_of_memory(err):
+            raise
+        info.update(compile_out_of_memory=2, note=_COMPILE_OOM, compiled=one)
+        return 1, info
     bytes_two = program_bytes(two) or bytes_one
     per_row = max(1, bytes_two - bytes_one)
     fixed = max(0, bytes_one - per_row)

@@ -42,7 +42,12 @@ from jaxspec.experiments._config import ConfigError, ResolvedConfig, load_toml, 
 from jaxspec.experiments._discover import discover, experiments_root, load_experiment
 from jaxspec.experiments._distributed import barrier, broadcast_json, is_distributed
 from jaxspec.experiments._io import atomic_write_text, write_if_changed
-from jaxspec.experiments._memory import device_budget, parse_memory_budget, rows_within_budget
+from jaxspec.experiments._memory import (
+    device_budget,
+    is_out_of_memory,
+    parse_memory_budget,
+    rows_within_budget,
+)
 from jaxspec.experiments._store import (
     STATUS_ERROR,
     STATUS_NONFINITE,
@@ -381,11 +386,6 @@ def _local_rows(out: Any) -> dict[int, dict[str, np.ndarray]]:
     return rows
 
 
-def _is_out_of_memory(err: BaseException) -> bool:
-    text = str(err)
-    return "RESOURCE_EXHAUSTED" in text or "Out of memory" in text or "out of memory" in text
-
-
 def _error_message(err: BaseException) -> str:
     """One line for a point's error: the innermost ``SomeError: text`` line of the message
     (run-time errors arrive wrapped, e.g. an ``eqx.error_if`` inside a ``JaxRuntimeError``)."""
@@ -430,7 +430,8 @@ def _rows_in_budget(
         one_row = mem["fixed_bytes"] + mem["bytes_per_row"]
     else:  # one row per device was all there was to measure (or no memory analysis)
         one_row = mem.get("bytes_at_1_row") or 0
-    fit, fits = broadcast_json("memory_fit", [int(fit), bool(one_row <= budget)])
+    fits = one_row <= budget and mem.get("compile_out_of_memory") != 1
+    fit, fits = broadcast_json("memory_fit", [int(fit), bool(fits)])
     return fit, fits, mem
 
 
@@ -444,6 +445,24 @@ def _record_sharding(info: dict[str, Any], out: Any) -> None:
 
 def _compile_options(xla_opt_level: int | None) -> dict[str, Any] | None:
     return None if xla_opt_level is None else {"xla_backend_optimization_level": xla_opt_level}
+
+
+def _compile_or_oom(
+    program: Callable[[int], Any], padded: int, distributed: bool
+) -> tuple[Any, BaseException | None]:
+    """``(program(padded), None)``, or ``(None, error)`` when compiling ran out of memory.
+
+    Trace and compile errors are the experiment's bugs: they propagate as they are. Running
+    out of memory while compiling (XLA:GPU's autotuner allocates buffers the size of the
+    operands to time its kernels) is the call's out-of-memory in advance: the caller handles
+    it as one (a smaller batch, or an error status at one point per device).
+    """
+    try:
+        return program(padded), None
+    except Exception as err:
+        if distributed or not is_out_of_memory(err):
+            raise
+        return None, err
 
 
 def _run_grid(
@@ -510,12 +529,14 @@ def _run_grid(
     start = 0
     while start < len(rows):
         part = rows[start : start + size]
-        program(padded)  # trace and compile errors are the experiment's bugs: they propagate
+        executable, compile_oom = _compile_or_oom(program, padded, distributed)
         tic = time.perf_counter()
         seeds = [row[0]["seed"] for row in part]
         seeds = np.asarray(seeds + [seeds[-1]] * (padded - len(part)), np.uint32)
         try:
-            out = program(padded)(
+            if compile_oom is not None:
+                raise compile_oom
+            out = executable(
                 {k: _global_array(v, replicated) for k, v in stacked.items()},
                 _global_array(seeds, sharding),
             )
@@ -523,7 +544,7 @@ def _run_grid(
         except Exception as err:  # noqa: BLE001 - run-time failures of some points
             if distributed:
                 raise  # processes must stay in step; no per-point retry across processes
-            if _is_out_of_memory(err):
+            if is_out_of_memory(err):
                 if padded > n_devices:  # a smaller call is possible
                     size, padded = _chunk_sizes(len(rows), n_devices, max(1, size // 2))
                     oom_retries += 1
@@ -674,12 +695,14 @@ def _run_group(
     start = 0
     while start < len(points):
         part = points[start : start + size]
-        program(padded)  # trace and compile errors are the experiment's bugs: they propagate
+        _, compile_oom = _compile_or_oom(program, padded, distributed)
         tic = time.perf_counter()
         try:
+            if compile_oom is not None:
+                raise compile_oom
             rows = compute(part, padded)
         except Exception as err:  # noqa: BLE001 - run-time failures of some points
-            if _is_out_of_memory(err) and padded > n_devices and not distributed:
+            if is_out_of_memory(err) and padded > n_devices and not distributed:
                 size, padded = _chunk_sizes(len(points), n_devices, max(1, size // 2))
                 oom_retries += 1
                 continue
@@ -688,6 +711,8 @@ def _run_group(
             rows = {}
             for i, point in enumerate(part):  # the same program, the batch filled with one point
                 try:
+                    if compile_oom is not None:  # not even one point per device compiles
+                        raise compile_oom
                     rows[i] = compute([point], padded)[0]
                 except Exception as point_err:  # noqa: BLE001
                     message = _error_message(point_err)

@@ -192,6 +192,60 @@ def test_out_of_memory_at_one_point_per_device_ends_with_errors(tmp_path, fake_o
     assert all("RESOURCE_EXHAUSTED" in r.message for r in result.records)
 
 
+@pytest.fixture
+def fake_compile_oom(monkeypatch):
+    """Compiling a sweep program whose seed axis is longer than ``limit[0]`` raises
+    ``RESOURCE_EXHAUSTED``, as XLA:GPU's autotuner does when a matrix product's operands do
+    not fit (seen on an H200 with a 14 GiB pool: a 32 GiB batched operand). ``message[0]``
+    replaces the error's text, to stand for an ordinary compile error."""
+    real = jax.stages.Lowered.compile
+    limit, message = [float("inf")], [None]
+
+    def compile(self, *args, **kwargs):
+        seeds = jax.tree.leaves(self.args_info)[-1].shape[0]  # rows (grid) or points (flat)
+        if seeds > limit[0]:
+            raise RuntimeError(
+                message[0] or f"RESOURCE_EXHAUSTED: Out of memory while compiling ({seeds})"
+            )
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(jax.stages.Lowered, "compile", compile)
+    return limit, message
+
+
+def test_out_of_memory_while_compiling_is_handled_like_a_calls(tmp_path, fake_compile_oom):
+    limit, message = fake_compile_oom
+    reference = _by_point(_faulty(tmp_path / "ref", layout="grid"), "final")
+    assert len(reference) == 8
+    limit[0] = 1  # one seed row (4 points) per grid call; one point per flat call
+    for layout, retries, calls, batch in (("grid", 1, 2, 4), ("flat", 3, 8, 1)):
+        result = _faulty(tmp_path / layout, layout=layout)
+        (group,) = _groups(result)
+        assert group["layout"] == layout and group["oom_retries"] == retries, group
+        assert group["calls"] == calls and group["batch"] == batch, group
+        got = _by_point(result, "final")
+        assert got.keys() == reference.keys()
+        for key in reference:
+            np.testing.assert_allclose(got[key], reference[key], rtol=1e-6)
+    # a memory budget's probes: two rows do not compile, so one row per call
+    budget = _faulty(tmp_path / "budget", layout="grid", memory_budget=10**9)
+    (group,) = _groups(budget)
+    assert group["memory"]["compile_out_of_memory"] == 2 and group["batch"] == 4, group
+    assert group["oom_retries"] == 0 and group["statuses"]["ok"] == 8
+    # nothing compiles: the grid hands its rows to the flat path, where every point ends
+    # with an error status (a later run retries them) and the run completes
+    limit[0] = 0
+    for kwargs in ({}, {"memory_budget": 10**9}):
+        result = _faulty(tmp_path / f"none-{len(kwargs)}", **kwargs)
+        (group,) = _groups(result)
+        assert group["statuses"] == {"ok": 0, "nonfinite": 0, "error": 8}, group
+        assert all("RESOURCE_EXHAUSTED" in r.message for r in result.records)
+    # any other compile error is the experiment's bug: it propagates
+    message[0] = "INVALID_ARGUMENT: a compile error"
+    with pytest.raises(RuntimeError, match="a compile error"):
+        _faulty(tmp_path / "bug")
+
+
 def test_resume_runs_full_rows_as_a_grid_and_the_partial_row_flat(tmp_path):
     from jaxspec.experiments._runner import point_id
 
