@@ -79,9 +79,15 @@ one-thread pool of ``jaxspec.cpu_pool_guard`` on small machines (batched LAPACK 
 ``vmap`` can deadlock a small pool). Target: the grid sweep ``>= 5x`` faster than the loop,
 per module, on one CPU core (run it under ``taskset -c 1``).
 
+On a GPU, float32 matrix products run at ``jax_default_matmul_precision`` ``"default"`` as
+TF32 (a 10-bit mantissa), and the batched and single-point programs pick different kernels,
+so tolerance-stopped solvers stop at different steps and the paths disagree by 1e-2
+(relative; measured on an H200). The benchmark therefore sets ``"highest"`` (full float32;
+no effect on CPU) unless ``--matmul-precision`` says otherwise.
+
 Usage::
 
-    python benchmarks/sweeps.py [--quick] [--repeats N] [--out DIR]
+    python benchmarks/sweeps.py [--quick] [--repeats N] [--out DIR] [--matmul-precision P]
 
 ``--quick`` (CI) runs 64 points (8 seeds x 8 rates) and 2 timed runs per path (full mode:
 256 points, 10 runs);
@@ -454,14 +460,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer timed runs for CI")
     parser.add_argument("--repeats", type=int, default=None, help="timed runs per path")
     parser.add_argument("--out", type=Path, default=None, help="write sweeps.md/.json here")
+    parser.add_argument(
+        "--matmul-precision",
+        choices=("default", "high", "highest"),
+        default="highest",
+        help="jax_default_matmul_precision (GPUs: 'default' is TF32; no effect on CPU)",
+    )
     args = parser.parse_args(argv)
     cfg = make_config(args.quick, args.repeats)
     guarded = jaxspec.cpu_pool_guard()  # before the first JAX computation
+    jax.config.update("jax_default_matmul_precision", args.matmul_precision)
 
     start = time.perf_counter()
     env = environment() | {
         "cpus_usable": len(os.sched_getaffinity(0)),
         "cpu_pool_guard": guarded,
+        "matmul_precision": args.matmul_precision,
         "numpy": np.__version__,
     }
     header = (
@@ -470,7 +484,8 @@ def main(argv: list[str] | None = None) -> int:
         f"({'quick' if cfg.quick else 'full'} mode)\n\njax {env['jax']} on {env['backend']} "
         f"({env['cpus_usable']} of {env['cpu_count']} CPUs usable; XLA:CPU one-thread pool: "
         f"{'yes' if guarded else 'no'}; load average at start {env['load_average'][0]:.1f}), "
-        f"float32. {cfg.seeds} seeds × {cfg.rates} log-spaced rates per module. Up to "
+        f"float32, matmul precision {args.matmul_precision}. {cfg.seeds} seeds × {cfg.rates} "
+        "log-spaced rates per module. Up to "
         f"{cfg.repeats} timed runs per path, round-robin (a module stops after "
         f"{cfg.budget_s:g} s of sampling, at least {cfg.min_repeats} runs); medians; compile "
         "time excluded and reported separately. Speed-up = loop median / batched median; grid = "
@@ -498,7 +513,9 @@ def main(argv: list[str] | None = None) -> int:
                 notes.append(
                     f"- **{module}: {name} and loop disagree** (max |diff| "
                     f"{r['max_abs_diff'][name]:.2e}, relative {r['max_rel_diff'][name]:.2e}): "
-                    "a bug in the benchmark or the solver."
+                    "reduced-precision matrix products (on GPUs, matmul precision 'default' "
+                    "is TF32), float32 round-off the experiment amplifies, or a bug in the "
+                    "benchmark or the solver."
                 )
         if r["steps_differ_at"]:
             notes.append(
