@@ -213,7 +213,7 @@ def fake_compile_oom(monkeypatch):
     return limit, message
 
 
-def test_out_of_memory_while_compiling_is_handled_like_a_calls(tmp_path, fake_compile_oom):
+def test_out_of_memory_while_compiling_halves_the_batch(tmp_path, fake_compile_oom):
     limit, message = fake_compile_oom
     reference = _by_point(_faulty(tmp_path / "ref", layout="grid"), "final")
     assert len(reference) == 8
