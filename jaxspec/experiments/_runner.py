@@ -677,9 +677,12 @@ def _run_group(
         if rows * n_devices < padded:
             size, padded = _chunk_sizes(len(points), n_devices, rows * n_devices)
 
+    def padded_for(n: int) -> int:
+        """The batch a call of ``n`` points runs at: the group's, or for the map layout, where
+        padding costs a whole run per copy, ``n`` rounded up to the devices only."""
+        return min(padded, -(-n // n_devices) * n_devices) if sequential else padded
+
     def compute(part: list[dict[str, Any]], padded: int) -> dict[int, dict[str, np.ndarray]]:
-        if sequential:  # padding costs a whole run per copy there: pad to the devices only
-            padded = min(padded, -(-len(part) // n_devices) * n_devices)
         filled = part + [part[-1]] * (padded - len(part))
         values = {k: np.asarray([p[k] for p in filled], dtypes[k]) for k in dynamic_keys}
         seeds = np.asarray([p["seed"] for p in filled], np.uint32)
@@ -695,12 +698,13 @@ def _run_group(
     start = 0
     while start < len(points):
         part = points[start : start + size]
-        _, compile_oom = _compile_or_oom(program, padded, distributed)
+        part_padded = padded_for(len(part))  # compiled here: outside the timing and the
+        _, compile_oom = _compile_or_oom(program, part_padded, distributed)  # per-point errors
         tic = time.perf_counter()
         try:
             if compile_oom is not None:
                 raise compile_oom
-            rows = compute(part, padded)
+            rows = compute(part, part_padded)
         except Exception as err:  # noqa: BLE001 - run-time failures of some points
             if is_out_of_memory(err) and padded > n_devices and not distributed:
                 size, padded = _chunk_sizes(len(points), n_devices, max(1, size // 2))
@@ -709,11 +713,12 @@ def _run_group(
             if distributed:
                 raise  # processes must stay in step; no per-point retry across processes
             rows = {}
-            for i, point in enumerate(part):  # the same program, the batch filled with one point
+            point_padded = padded_for(1)  # the same program, the batch filled with one point
+            for i, point in enumerate(part):  # (map: the one-point-per-device program)
                 try:
-                    if compile_oom is not None:  # not even one point per device compiles
-                        raise compile_oom
-                    rows[i] = compute([point], padded)[0]
+                    if compile_oom is not None and point_padded == part_padded:
+                        raise compile_oom  # not even one point per device compiles
+                    rows[i] = compute([point], point_padded)[0]
                 except Exception as point_err:  # noqa: BLE001
                     message = _error_message(point_err)
                     template = jax.eval_shape(batched, *abstract(padded))

@@ -291,6 +291,30 @@ def test_map_layout_matches_flat_chunks_and_isolates_failures(tmp_path):
     assert group["layout"] == "map" and group["statuses"]["error"] == 2
 
 
+def test_map_layout_compiles_its_last_short_call_before_running_it(tmp_path, monkeypatch):
+    """8 points in calls of 3: the last call (2 points) runs a program of its own. It is
+    compiled like the others, before the call: a compile error is the experiment's bug and
+    propagates (it must not turn into per-point error statuses), and an out-of-memory error
+    while compiling halves the batch."""
+    real = jax.stages.Lowered.compile
+    failing, message = {2}, ["INVALID_ARGUMENT: a compile error"]
+
+    def compile(self, *args, **kwargs):
+        points = jax.tree.leaves(self.args_info)[-1].shape[0]
+        if points in failing:
+            raise RuntimeError(f"{message[0]} ({points})")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(jax.stages.Lowered, "compile", compile)
+    with pytest.raises(RuntimeError, match="a compile error"):
+        _faulty(tmp_path / "bug", layout="map", max_batch=3)
+    message[0] = "RESOURCE_EXHAUSTED: Out of memory while compiling"
+    result = _faulty(tmp_path / "oom", layout="map", max_batch=3)
+    (group,) = _groups(result)
+    assert group["oom_retries"] == 1 and group["statuses"]["ok"] == 8, group
+    assert group["calls"] == 4 and group["batch"] == 1, group  # 3, 3, then 1 and 1
+
+
 def test_map_layout_skips_the_grid(tmp_path):
     result = _faulty(tmp_path, layout="map")  # 2 seeds x 4 rates: a full grid
     (group,) = _groups(result)
