@@ -57,8 +57,12 @@ def locate(active: ActiveSet, vertex: PyTree) -> tuple[jax.Array, jax.Array]:
     return index, present | jnp.any(free)
 
 
-def store(active: ActiveSet, index: jax.Array, vertex: PyTree) -> ActiveSet:
-    atoms = jax.tree.map(lambda a, v: a.at[index].set(v), active.atoms, vertex)
+def store(active: ActiveSet, index: jax.Array, vertex: PyTree, where: jax.Array) -> ActiveSet:
+    """Writes ``vertex`` into slot ``index`` where ``where`` holds (``locate``'s ``ok``: with
+    no slot free, ``index`` points at a live atom, which must keep its vertex)."""
+    atoms = jax.tree.map(
+        lambda a, v: a.at[index].set(jnp.where(where, v, a[index])), active.atoms, vertex
+    )
     return ActiveSet(atoms, active.weights)
 
 

@@ -279,7 +279,8 @@ def _update_active(st: _State, gamma, gamma_max, away, is_away, variant):
         w = jnp.where(fw, w_fw, w_aw)
         adds = fw & (gamma > 0)
     w = jnp.where(w < 0, 0.0, w)  # round-off below zero
-    active = aset.store(aset.ActiveSet(active.atoms, w), slot, st.vertex)
+    # An away step with no free slot leaves the atoms as they are (the vertex is not added)
+    active = aset.store(aset.ActiveSet(active.atoms, w), slot, st.vertex, where=fits)
     return active, adds & ~fits
 
 
@@ -328,8 +329,8 @@ def run(build, lmo_static, opts: _Options, params, hyper, x0) -> Solution:
     search = build(jax.lax.stop_gradient(fun_params))
     if not isinstance(fun, LinearComposite):
         make = _generic_ops
-    elif fun.gram_cache > 0 and lmo.vertex_nnz is not None:
-        make = _gram_ops
+    elif fun.gram_cache > 0 and lmo.vertex_nnz is not None and opts.variant == "vanilla":
+        make = _gram_ops  # as least_squares documents (pairwise stalled on it: see the tests)
     else:
         make = _composite_ops
     ops, search_ops = make(fun, lmo), make(search, lmo)
@@ -434,7 +435,9 @@ def solve(
 
     Args:
         fun: objective ``fun(x)`` or ``fun(x, args)``, smooth, real scalar output.
-        x0: feasible starting point (pytree of float arrays; a vertex is a good choice).
+        x0: feasible starting point (pytree of float arrays; a vertex is a good choice). The
+            iterate keeps its dtype; with a :class:`LinearComposite` it takes the dtype of
+            ``x0`` and the matrix promoted together.
         lmo: the feasible set, a :class:`jaxspec.frank_wolfe.lmo.LinearMinimizationOracle`.
         args: optional pytree passed to ``fun`` (differentiable).
         variant: ``"vanilla"``, ``"away"`` or ``"pairwise"`` (static).
@@ -508,6 +511,8 @@ def solve(
                 f"`x0` must be one array of shape ({fun.matrix.shape[1]},) for a "
                 f"LinearComposite with matrix {tuple(fun.matrix.shape)}."
             )
+        # the iterate takes the promoted dtype of x0 and the matrix (its gradient A^T r does)
+        x0 = jax.tree.map(lambda leaf: leaf.astype(jnp.result_type(leaf, fun.matrix)), x0)
         fun_params, fun_static = eqx.partition(fun, eqx.is_array)
 
         def build(p):

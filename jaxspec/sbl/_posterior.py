@@ -80,7 +80,10 @@ def primal(
     m, n = a.shape
     gram = herm(a) @ a if gram is None else gram
     aty = herm(a) @ y if aty is None else aty
-    s = jnp.sqrt(gamma).astype(a.dtype)
+    # sqrt'(0) is infinite: a pruned atom's zero tangent would make NaN in forward mode (the
+    # implicit gradient's Hessian), so the square root is taken on the live atoms only
+    live = gamma > 0
+    s = jnp.where(live, jnp.sqrt(jnp.where(live, gamma, 1.0)), 0.0).astype(a.dtype)
     p = jnp.eye(n, dtype=a.dtype) + (s[:, None] * gram * s[None, :]) / noise_var
     chol = jnp.linalg.cholesky(p)
     z = solve_triangular(chol, s[:, None] * aty, lower=True)

@@ -246,6 +246,76 @@ def test_status_codes_and_throw():
     np.testing.assert_allclose(np.sum(full.x), 1.0, atol=1e-12)
 
 
+@pytest.mark.parametrize("seed", [7, 18])
+def test_a_full_active_set_keeps_its_atoms_on_away_steps(seed):
+    """The projection of theta onto the simplex has 4 nonzeros; 3 slots cannot hold it. Away
+    steps (which add no atom) once wrote the new vertex over slot 0 when no slot was free, so
+    ``sum w_i a_i`` stopped being ``x``: seed 7 ended at MAX_STEPS after 300 steps, seed 18
+    CONVERGED with weights that did not represent ``x``."""
+    theta = np.random.default_rng(seed).normal(size=8) * 0.5 + 1.0 / 8
+    f = lambda x: 0.5 * jnp.sum((x - theta) ** 2)  # noqa: E731
+    sol = frank_wolfe.solve(
+        f, jnp.eye(8)[0], lmo.simplex(1.0), variant="away", step="exact", max_steps=300,
+        tol=1e-10, active_set_size=3,
+    )  # fmt: skip
+    assert int(sol.status) == Status.ACTIVE_SET_FULL and int(sol.num_steps) < 300
+    # the atoms are distinct vertices e_j, so x's nonzeros are exactly the positive weights
+    x, w = np.asarray(sol.x), np.asarray(sol.stats["weights"])
+    np.testing.assert_allclose(np.sort(x[x > 0]), np.sort(w[w > 0]), atol=1e-12)
+
+
+def test_an_away_step_with_no_free_slot_leaves_the_atoms():
+    from jaxspec.frank_wolfe import _active_set as aset
+    from jaxspec.frank_wolfe import _solve
+
+    atoms, x = jnp.eye(3)[:2], jnp.array([0.5, 0.5, 0.0])
+    state = _solve._State(
+        x=x, z=(), value=0.0, grad=jnp.zeros(3), vertex=jnp.eye(3)[2], vertex_image=(),
+        lmo_state=(), gap=0.0, t=0, lipschitz=1.0, prev_value=0.0,
+        active=aset.ActiveSet(atoms, jnp.array([0.5, 0.5])), full=False,
+    )  # fmt: skip
+    # an away step of 0.2 from atom 1: x + 0.2 (x - a_1), no atom added
+    active, full = _solve._update_active(state, 0.2, 1.0, 1, True, "away")
+    assert not bool(full)
+    np.testing.assert_array_equal(active.atoms, atoms)
+    np.testing.assert_allclose(active.weights @ active.atoms, x + 0.2 * (x - atoms[1]))
+
+
+@pytest.mark.parametrize("variant", ["vanilla", "pairwise"])
+@pytest.mark.parametrize("gram_cache", [0, 4])
+def test_a_float32_start_with_a_float64_composite_promotes(variant, gram_cache):
+    """The gradient ``A^T r`` of a float64 LinearComposite is float64; a float32 ``x0`` once
+    made the while_loop's carry change dtype (a TypeError from deep inside lax)."""
+    a = np.random.default_rng(0).normal(size=(10, 5))
+    b = np.ones(10)
+    kwargs = dict(variant=variant, step="exact", tol=1e-10, max_steps=500)
+    mixed = frank_wolfe.solve(
+        frank_wolfe.least_squares(a, b, gram_cache=gram_cache),
+        jnp.zeros(5, jnp.float32), lmo.l1_ball(1.0), **kwargs,
+    )  # fmt: skip
+    same = frank_wolfe.solve(
+        frank_wolfe.least_squares(a, b), jnp.zeros(5), lmo.l1_ball(1.0), **kwargs
+    )
+    assert mixed.x.dtype == jnp.float64
+    np.testing.assert_allclose(mixed.x, same.x, atol=1e-8)
+
+
+def test_gram_cache_is_for_vanilla_only_as_documented():
+    """least_squares says other variants ignore ``gram_cache``. They used the Gram path, where
+    ``f = <x, A^T A x>/2 - <A^T b, x> + |b|^2/2`` cancels near the optimum: pairwise with
+    backtracking then cycled at a gap of 1.8e-8 until max_steps (285 steps without it)."""
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(30, 12)), rng.normal(size=30)
+    oracle = lmo.k_sparse(3, 0.3)
+    x0 = oracle(jnp.asarray(a.T @ b))
+    kwargs = dict(variant="pairwise", step="backtracking", max_steps=3000, tol=1e-9)
+    plain = frank_wolfe.solve(frank_wolfe.least_squares(a, b), x0, oracle, **kwargs)
+    cached = frank_wolfe.solve(frank_wolfe.least_squares(a, b, gram_cache=8), x0, oracle, **kwargs)
+    assert int(plain.status) == int(cached.status) == Status.CONVERGED
+    assert int(cached.num_steps) == int(plain.num_steps) < 3000
+    np.testing.assert_array_equal(cached.x, plain.x)
+
+
 def test_vmap_over_radius_and_data_equals_loop_and_jit():
     a, b, truth = lasso_data(seed=7)
     lip = np.linalg.norm(a, 2) ** 2
