@@ -282,14 +282,21 @@ def final_posterior(a, y, gamma, noise_var, options: dict) -> Posterior:
 def initial_hyperparameters(a, y, noise_var, hyper: dict):
     """``(gamma (N,), noise_var, noise_floor)`` to start from: ``hyper["gamma0"]`` or
     ``||Y||^2 / (L ||A||_F^2)`` for every atom; a given noise, or ``hyper["noise_var0"]``, or
-    ``0.1 ||Y||^2 / (M L)``, floored at ``NOISE_FLOOR eps ||Y||^2 / (M L)``."""
+    ``0.1 ||Y||^2 / (M L)``, floored at ``NOISE_FLOOR eps ||Y||^2 / (M L)`` (for ``Y = 0``:
+    ``gamma = 0``, the optimum, and ``||Y||^2 / L`` taken as 1)."""
     m, n = a.shape
     rdtype = real_dtype(a.dtype)
     power = jnp.sum(abs2(y)) / y.shape[1]
+    signal = power > 0
+    power = jnp.where(signal, power, 1.0)  # y = 0 (say a padded signal): scale 1
     noise_floor = NOISE_FLOOR * jnp.finfo(rdtype).eps * power / m
     gamma = hyper["gamma0"]
     if gamma is None:
-        gamma = jnp.full((n,), power / jnp.sum(abs2(a)), rdtype)
+        # for y = 0, gamma = 0 is the optimum (the cost falls as gamma -> 0); EM would only
+        # approach it like 1/t, and under vmap hold its batch to max_steps
+        a_energy = jnp.sum(abs2(a))
+        gamma0 = jnp.where(signal, power / jnp.where(a_energy > 0, a_energy, 1.0), 0.0)
+        gamma = jnp.full((n,), gamma0, rdtype)
     if noise_var is None:
         noise0 = hyper["noise_var0"]
         noise0 = 0.1 * power / m if noise0 is None else noise0
@@ -335,7 +342,8 @@ def _iterate(a, y, st: _State, hyper: dict, options: dict, noise_floor, until, a
             m=m,
             noise_floor=noise_floor,
         )
-        change = jnp.max(jnp.abs(gamma - st.gamma)) / jnp.max(gamma)
+        top = jnp.max(gamma)  # 0 once every atom is pruned (y = 0): the change is absolute
+        change = jnp.max(jnp.abs(gamma - st.gamma)) / jnp.where(top > 0, top, 1.0)
         return _State(gamma, noise, e_step(gamma, noise), change, st.step + 1)
 
     def running(st: _State) -> jax.Array:

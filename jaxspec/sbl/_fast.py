@@ -304,6 +304,7 @@ def fast_sbl(
     diag_gram = jnp.sum(abs2(a), axis=0)
     aty = herm(a) @ yv
     yy = jnp.sum(abs2(yv))
+    yy = jnp.where(yy > 0, yy, 1.0)  # y = 0 (say a padded signal): the noise scale is 1
     noise_floor = NOISE_FLOOR * jnp.finfo(rdtype).eps * yy / m
     learn = noise_var is None
     if learn:
@@ -349,8 +350,10 @@ def fast_sbl(
             g = jnp.where(model.occupied, 1 - model.alpha * jnp.real(jnp.diagonal(post.sigma)), 0)
             residual = jnp.sum(abs2(yv - post.phi @ post.mean))
             noise = jnp.maximum(residual / jnp.maximum(m - jnp.sum(g), 1.0), noise_floor)
-            settled = jnp.abs(jnp.log(noise * model.beta)) <= tol
-            st = st._replace(model=model._replace(beta=1 / noise), step=st.step + 1)
+            room = st.step < max_steps  # the re-estimate is a step of the budget too
+            settled = room & (jnp.abs(jnp.log(noise * model.beta)) <= tol)
+            beta = jnp.where(room, 1 / noise, model.beta).astype(rdtype)
+            st = st._replace(model=model._replace(beta=beta), step=st.step + room)
         converged = (st.actions == 0) & st.action.done & settled
         return st._replace(converged=converged)
 

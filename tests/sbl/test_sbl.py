@@ -331,6 +331,31 @@ def test_learned_noise_gradient_matches_finite_differences():
 # --------------------------------------------------------------------------- failures
 
 
+@pytest.mark.parametrize("shape", [(20, 40), (40, 20)])
+@pytest.mark.parametrize("update", ["em", "mackay", "fast"])
+def test_a_zero_signal_converges_to_a_zero_mean(shape, update):
+    """``y = 0`` (a padded signal in a batch) once gave NONFINITE (fixed noise) or a NaN mean
+    (learned noise): the data scale ``||y||^2`` was 0 in the start and the noise floor."""
+    a = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    y = np.zeros(shape[0], np.float32)
+    for noise in (1e-3, None):
+        sol = sbl.sbl(a, y, noise_var=noise, update=update)
+        assert int(sol.status) == Status.CONVERGED, (noise, int(sol.status))
+        assert int(sol.num_steps) <= 2
+        np.testing.assert_array_equal(sol.mean, 0.0)
+        assert np.isfinite(float(sol.cost)) and float(sol.noise_var) > 0
+
+
+def test_fast_sbl_counts_the_noise_re_estimate_within_max_steps():
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((20, 50))
+    y = a[:, :8] @ rng.standard_normal(8) + 0.1 * rng.standard_normal(20)
+    for max_steps in (1, 5, 50):  # each budget ran one step over it
+        sol = sbl.fast_sbl(a, y, max_steps=max_steps)
+        assert int(sol.num_steps) == max_steps and int(sol.status) == Status.MAX_STEPS
+    assert int(sbl.fast_sbl(a, y, max_steps=10_000).status) != Status.MAX_STEPS
+
+
 @pytest.mark.slow  # over the unit budget; CI runs it in the slow step
 def test_full_active_set_and_nonfinite_data_are_reported():
     a, y, _, _, noise = sparse_problem(11, m=30, n=60, k=8, snr_db=40)
