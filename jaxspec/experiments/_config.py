@@ -278,6 +278,25 @@ def _flatten(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+_WHOLE_TABLES = ("sweep", "sweep.product", "sweep.zip")
+
+
+def _quick_updates(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """The ``[quick]`` table as dotted ``key: value`` updates, like ``--set``'s: nested tables
+    (however the file spelled the dots) merge key by key, except a whole sweep table given as
+    a quoted dotted key (``"sweep.product" = {seed = [0]}``) or empty (``sweep = {}``, a single
+    point), which replaces it."""
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        path = f"{prefix}{key}"
+        whole = path in _WHOLE_TABLES and (not value or "." in key)
+        if isinstance(value, dict) and not whole:
+            out.update(_quick_updates(value, f"{path}."))
+        else:
+            out[path] = value
+    return out
+
+
 def _zip_groups(sweep: dict[str, Any]) -> list[dict[str, Any]]:
     zips = sweep.get("zip", [])
     return [zips] if isinstance(zips, dict) else zips
@@ -536,7 +555,7 @@ def _resolve(
     quick_table = raw.pop("quick", {})
     if not isinstance(quick_table, dict):
         raise ConfigError(f"`quick` must be a table of dotted overrides, got {_got(quick_table)}.")
-    updates = list(_flatten(quick_table).items()) if quick else []
+    updates = list(_quick_updates(quick_table).items()) if quick else []
     if isinstance(overrides, str):
         overrides = [overrides]
     updates += [parse_override(o) for o in overrides]

@@ -200,6 +200,25 @@ def test_quick_overrides_values_and_sweep_axes():
     assert sorted({p["seed"] for p in both.points()}) == [1, 2]
 
 
+def test_quick_replaces_whole_sweep_tables_as_set_does():
+    """A quoted ``"sweep.product" = {...}`` or an empty table in ``[quick]`` replaces that
+    sweep table, as ``--set`` does; they were flattened (merged into the product, or
+    dropped). The toy sweeps seed x dim (2 x 2) x a zip of 3: 12 points."""
+    cases = (
+        ({"sweep.product": {"seed": [0]}}, "sweep.product={seed=[0]}", 3),  # not 2 x 3
+        ({"sweep": {}}, "sweep={}", 1),
+        ({"sweep": {"product": {}}}, "sweep.product={}", 3),
+        ({"sweep.zip": {}}, "sweep.zip={}", 4),
+        ({"sweep": {"product": {"seed": [0]}}}, "sweep.product.seed=[0]", 6),  # merges
+    )
+    for quick, override, count in cases:
+        raw = toy_raw()
+        raw["quick"] = quick
+        points = _resolve(raw, quick=True).points()
+        assert points == _resolve(overrides=[override]).points(), quick
+        assert len(points) == count, (quick, len(points))
+
+
 def test_static_and_dynamic_fields():
     experiment, _ = toy()
     table = field_table(experiment.config_cls)
