@@ -138,7 +138,7 @@ def log_orthogonal(r: jax.typing.ArrayLike, *, throw: bool = True) -> jax.Array:
     ``a = V diag(i theta) V^H``. Cost: one solve and one complex ``n x n`` ``eigh``.
     Defined for ``r`` in SO(n) without eigenvalue ``-1`` (rotation angles below ``pi``, where
     the principal logarithm is unique); otherwise (determinant -1, or an angle of exactly
-    ``pi``) the result is not finite and ``throw=True`` raises (``eqx.error_if``, works under
+    ``pi``) the result is NaN and ``throw=True`` raises (``eqx.error_if``, works under
     ``jit``). Gradients go through ``eigh``: they are not defined at repeated angles.
 
     Args:
@@ -168,7 +168,10 @@ def log_orthogonal(r: jax.typing.ArrayLike, *, throw: bool = True) -> jax.Array:
     mu = jnp.sum(jnp.conj(v) * rv, axis=-2)
     theta = jnp.angle(mu)
     a = jnp.real((v * (1j * theta)[..., None, :]) @ jnp.conj(mT(v))).astype(r.dtype)
-    a = skew(a)
+    # Determinant -1: r + I is singular only up to round-off, so the solve returns large but
+    # finite values and a finite, wrong logarithm (||expm(a) - r|| ~ 2); it is marked here.
+    reflection = jnp.linalg.det(r) <= 0
+    a = jnp.where(reflection[..., None, None], jnp.nan, skew(a))
     if throw:
         a = eqx.error_if(
             a,

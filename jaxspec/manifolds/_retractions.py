@@ -220,9 +220,10 @@ def exp_retraction(x: jax.typing.ArrayLike, u: jax.typing.ArrayLike) -> jax.Arra
     For a square ``x`` (O(n)) this is ``x expm(skew(x^T u))``. For ``p < n`` it is Edelman,
     Arias & Smith's formula ``[x, u] expm([[A, -S], [I, A]]) [I; 0] expm(-A)`` with
     ``A = x^T u`` and ``S = u^T u`` (one ``2p x 2p`` and one ``p x p`` exponential), with the
-    block balanced so its norm grows like ``||u||``, not ``||u||^2``.
-    Differentiable (``jax.scipy.linalg.expm``); the cost of the exponential grows with
-    ``log2 ||u||``.
+    block balanced so its norm grows like ``||u||``, not ``||u||^2``, and one Newton–Schulz
+    step ``y (3 I - y^T y) / 2`` after it (round-off off the manifold otherwise compounds
+    from step to step). Differentiable (``jax.scipy.linalg.expm``); the cost of the
+    exponential grows with ``log2 ||u||``.
 
     Args:
         x: point ``(..., n, p)``.
@@ -260,7 +261,11 @@ def exp_retraction(x: jax.typing.ArrayLike, u: jax.typing.ArrayLike) -> jax.Arra
         [jnp.concatenate([a, -s], axis=-1), jnp.concatenate([c * eye, a], axis=-1)], axis=-2
     )
     e = _expm(block)[..., :, :p]
-    return (x @ e[..., :p, :] + (u / c) @ e[..., p:, :]) @ _expm(-a)
+    y = (x @ e[..., :p, :] + (u / c) @ e[..., p:, :]) @ _expm(-a)
+    # The formula is exact only for x on the manifold and x^T u skew; round-off off it grew
+    # about 4x per step (float32 riemannian_sgd: orthogonality error 0.35 after 50 steps). One
+    # Newton-Schulz step towards the polar factor, y (3 I - y^T y) / 2, squares the error.
+    return y @ (1.5 * eye - 0.5 * (mT(y) @ y))
 
 
 def _expm(a: jax.Array) -> jax.Array:

@@ -91,6 +91,18 @@ def test_log_orthogonal_repeated_angles_and_identity():
 def test_log_orthogonal_raises_outside_its_domain():
     with pytest.raises(eqx.EquinoxRuntimeError, match="eigenvalue -1"):
         manifolds.log_orthogonal(np.diag([1.0, 1.0, -1.0]))
+    # generic reflections: r + I is singular only up to round-off, and the result was finite
+    # and wrong (||expm(a) - r|| ~ 2) with no error
+    q = manifolds.Orthogonal(4).random(jax.random.key(3), (5,))
+    q = np.where((np.linalg.det(q) > 0)[:, None, None], q * np.array([-1.0, 1, 1, 1]), q)
+    assert np.all(np.linalg.det(q) < 0)
+    for r in q:
+        with pytest.raises(eqx.EquinoxRuntimeError, match="eigenvalue -1"):
+            manifolds.log_orthogonal(r)
+        with pytest.raises(eqx.EquinoxRuntimeError, match="eigenvalue -1"):
+            manifolds.Orthogonal(4).log(np.eye(4), r)
+    out = manifolds.log_orthogonal(np.concatenate([q[:1], np.eye(4)[None]]), throw=False)
+    assert np.all(np.isnan(out[0])) and np.all(out[1] == 0)  # per matrix in a batch
 
 
 def test_householder_product_equals_the_explicit_reflector_product():
