@@ -6,9 +6,10 @@ from __future__ import annotations
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
-from jaxspec._checks import check_int, check_matrix, check_positive
+from jaxspec._checks import check_int, check_matrix, check_positive, is_concrete
 from jaxspec.manifolds._linalg import eye_like, mT, skew
 
 
@@ -115,6 +116,9 @@ def inverse_cayley(
     """
     r = _check_square(r, "r")
     check_positive(min_pivot, "min_pivot")
+    if is_concrete(min_pivot) and not np.all(np.asarray(min_pivot) <= 1):
+        # above 1, |s + 1| < min_pivot can hold for both signs: the pivots lose their bound
+        raise ValueError(f"`min_pivot` must be in (0, 1], got {min_pivot!r}.")
     n = r.shape[-1]
     if guard:
         signature = _cayley_signature

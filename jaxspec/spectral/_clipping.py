@@ -10,7 +10,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxspec._checks import check_choice, check_int, check_matrix, check_positive
-from jaxspec.spectral._newton_schulz import mT, ns_iterate, schatten4_normalize, wide
+from jaxspec.spectral._newton_schulz import (
+    mT,
+    ns_iterate,
+    safe_sqrt_norm2,
+    schatten4_normalize,
+    wide,
+)
 from jaxspec.spectral._schedules import schedule_coefficients
 
 SoftMethod = Literal["polar", "gram", "coupled"]
@@ -30,11 +36,13 @@ def _threshold(c: jax.typing.ArrayLike, x: jax.Array) -> jax.Array:
             f" got shape {c.shape}."
         )
     try:
-        jnp.broadcast_shapes(c.shape, x.shape[:-2])
+        fits = jnp.broadcast_shapes(c.shape, x.shape[:-2]) == x.shape[:-2]
     except ValueError:
+        fits = False
+    if not fits:  # (a mutual broadcast would change the output's shape)
         raise ValueError(
             f"`c` of shape {c.shape} does not broadcast to the batch shape {x.shape[:-2]}."
-        ) from None
+        )
     return c[..., None, None]
 
 
@@ -66,7 +74,7 @@ def _finish(out: jax.Array, x: jax.Array, transposed: bool) -> jax.Array:
 def _gram_bound(gram: jax.Array) -> jax.Array:
     """Upper bound on lambda_max of a PSD Gram matrix: min(Gershgorin, Frobenius)."""
     gersh = jnp.max(jnp.sum(jnp.abs(gram), axis=-1), axis=-1)
-    fro = jnp.sqrt(jnp.sum(jnp.abs(gram) ** 2, axis=(-2, -1)))
+    fro, _ = safe_sqrt_norm2(jnp.sum(jnp.abs(gram) ** 2, axis=(-2, -1)))  # NaN-free at 0
     return jnp.minimum(gersh, fro)[..., None, None]
 
 

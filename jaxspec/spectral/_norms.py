@@ -51,6 +51,8 @@ def spectral_norm(
     """
     x = check_matrix(x, "x", allow_complex=True)
     iters = check_int(iters, "iters")
+    out_dtype, out_real = x.dtype, jnp.finfo(x.dtype).dtype
+    x = x.astype(jnp.promote_types(x.dtype, jnp.float32))  # float16 sums of squares overflow
     xw, _ = wide(x)
     k = xw.shape[-2]
     batch = xw.shape[:-2]
@@ -72,5 +74,5 @@ def spectral_norm(
     u, _ = jax.lax.scan(body, u, None, length=iters)
     w = jnp.einsum("...ij,...j->...i", mT(xw), u)
     sigma, _ = safe_sqrt_norm2(jnp.sum(jnp.abs(w) ** 2, axis=-1))
-    sigma = sigma.astype(jnp.finfo(x.dtype).dtype)
-    return (sigma, u) if return_vector else sigma
+    sigma = sigma.astype(out_real)
+    return (sigma, u.astype(out_dtype)) if return_vector else sigma

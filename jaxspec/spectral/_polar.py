@@ -129,6 +129,10 @@ def polar(
     check_choice(method, "method", ("newton_schulz", "svd"))
     check_positive(tol, "tol")
     max_steps = check_int(max_steps, "max_steps", minimum=0)
+    out_dtype, out_real = x.dtype, jnp.finfo(x.dtype).dtype
+    # float16/bfloat16 are computed in float32: their Gram sums overflowed (float16: a zero
+    # factor) and LAPACK has no SVD for them
+    x = x.astype(jnp.promote_types(x.dtype, jnp.float32))
     real = jnp.finfo(x.dtype).dtype
     batch = x.shape[:-2]
     if method == "svd":
@@ -137,12 +141,14 @@ def polar(
         small, _ = wide(q)
         err = _orthonormality_error(small @ mT(small))
         steps = jnp.zeros(batch, jnp.int32)
-        return PolarSolution(q, err, steps, classify(err <= tol, err))
+        status = classify(err <= tol, err)
+        return PolarSolution(q.astype(out_dtype), err.astype(out_real), steps, status)
     xw, transposed = wide(x)
     flat = xw.reshape((-1,) + xw.shape[-2:])
     tol = jnp.asarray(tol, real)
     q, err, steps, status = jax.vmap(_polar_single, in_axes=(0, None, None))(flat, tol, max_steps)
-    q = q.reshape(xw.shape)
+    q = q.reshape(xw.shape).astype(out_dtype)
     if transposed:
         q = mT(q)
-    return PolarSolution(q, err.reshape(batch), steps.reshape(batch), status.reshape(batch))
+    err = err.reshape(batch).astype(out_real)
+    return PolarSolution(q, err, steps.reshape(batch), status.reshape(batch))

@@ -128,6 +128,8 @@ def test_chart_bad_arguments():
         manifolds.inverse_cayley(np.ones((3,)))
     with pytest.raises(ValueError, match="`min_pivot`"):
         manifolds.inverse_cayley(np.eye(3), min_pivot=0.0)
+    with pytest.raises(ValueError, match=r"`min_pivot` must be in \(0, 1\]"):
+        manifolds.inverse_cayley(np.eye(3), min_pivot=2.5)  # gave a wrong chart, silently
     with pytest.raises(ValueError, match="`p`"):
         manifolds.householder_product(np.ones((3, 2)), 4)
     with pytest.raises(ValueError, match="`v`"):

@@ -140,6 +140,14 @@ def test_zero_matrix():
     assert jnp.all(spectral.soft_clip(z, 1.0) == 0) and jnp.all(spectral.hard_clip(z, 1.0) == 0)
 
 
+@pytest.mark.parametrize("method", ["polar", "gram", "coupled"])
+def test_soft_clip_gradient_at_a_zero_matrix_is_finite(method):
+    """soft_clip is the identity near 0 (every singular value below c), so the gradient of
+    its sum there is all ones; sqrt of a zero Frobenius sum made it NaN."""
+    grad = jax.grad(lambda x: spectral.soft_clip(x, 1.0, method=method).sum())(jnp.zeros((4, 6)))
+    np.testing.assert_allclose(grad, 1.0, atol=1e-6)
+
+
 @pytest.mark.parametrize("fn", [spectral.soft_clip, spectral.hard_clip])
 def test_bad_inputs(fn):
     with pytest.raises(ValueError, match="`c`"):
@@ -152,6 +160,8 @@ def test_bad_inputs(fn):
         fn(jnp.ones((3, 3), jnp.int32), 1.0)
     with pytest.raises(ValueError, match="`c`"):
         fn(jnp.ones((2, 3, 3)), jnp.ones(5))
+    with pytest.raises(ValueError, match="`c`"):  # broadcasts with, not to, the batch shape
+        fn(jnp.ones((1, 3, 3)), jnp.ones(4))
 
 
 def test_traced_nonpositive_threshold_raises_at_run_time():

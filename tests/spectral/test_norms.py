@@ -47,3 +47,13 @@ def test_zero_matrix_and_errors():
         spectral.spectral_norm(jnp.ones((3, 4)), v0=jnp.ones(4))
     with pytest.raises(ValueError, match="iters"):
         spectral.spectral_norm(jnp.ones((3, 4)), iters=0)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16])
+def test_half_precision_is_accumulated_in_float32(dtype):
+    """float16 sums of squares overflowed: a 64 x 128 Gaussian matrix gave 0.0 (true 19.4)."""
+    x = np.random.default_rng(0).standard_normal((64, 128))
+    sigma, u = spectral.spectral_norm(jnp.asarray(x, dtype), iters=50, return_vector=True)
+    assert sigma.dtype == dtype and u.dtype == dtype
+    ref = np.linalg.svd(np.asarray(jnp.asarray(x, dtype), np.float64), compute_uv=False)[0]
+    np.testing.assert_allclose(float(sigma), ref, rtol=2e-2)

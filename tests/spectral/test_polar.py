@@ -88,3 +88,15 @@ def test_bad_arguments():
         spectral.polar(x, method="qdwh")
     with pytest.raises(ValueError, match="`x`"):
         spectral.polar(jnp.ones(3))
+
+
+@pytest.mark.parametrize("method", ["newton_schulz", "svd"])
+@pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16])
+def test_half_precision_is_computed_in_float32(method, dtype):
+    """float16 Gram sums overflowed (a zero factor, STAGNATED) and LAPACK has no half SVD."""
+    x = np.random.default_rng(1).standard_normal((64, 128))
+    xh = jnp.asarray(x, dtype)
+    sol = spectral.polar(xh, tol=1e-3, method=method)
+    assert sol.factor.dtype == dtype and int(sol.status) == Status.CONVERGED
+    u, _, vh = np.linalg.svd(np.asarray(xh, np.float64), full_matrices=False)
+    np.testing.assert_allclose(np.asarray(sol.factor, np.float64), u @ vh, atol=1e-2)
