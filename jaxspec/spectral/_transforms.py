@@ -7,9 +7,10 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
-from jaxspec._checks import check_choice, check_positive, check_update_tree
+from jaxspec._checks import check_choice, check_positive, check_update_tree, is_concrete
 from jaxspec.spectral._clipping import hard_clip, soft_clip
 
 Schedule = Callable[[jax.Array], jax.Array]
@@ -71,8 +72,9 @@ def _clip_tree(
 
 
 def _check_common(c: Any, method: str) -> None:
-    if not callable(c):
-        check_positive(c, "c")
+    if callable(c):  # (a schedule for c is not supported: it failed inside the update)
+        raise ValueError(f"`c` must be a positive real number or array, got {c!r}.")
+    check_positive(c, "c")
     check_choice(method, "method", ("polar", "gram", "coupled"))
 
 
@@ -268,6 +270,8 @@ def spectra(
     _check_common(c, method)
     if not callable(learning_rate):
         check_positive(learning_rate, "learning_rate")
+    if is_concrete(weight_decay) and not np.all(np.asarray(weight_decay) >= 0):
+        raise ValueError(f"`weight_decay` must be >= 0, got {weight_decay!r}.")
     if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:
         raise ValueError(f"`warmup_steps` must be an int >= 0, got {warmup_steps!r}.")
     if warmup_steps > 0 and not callable(learning_rate):

@@ -151,6 +151,12 @@ def test_bad_arguments():
         spectral.spectra(optax.identity(), -1.0)
     with pytest.raises(ValueError, match="warmup_steps"):
         spectral.spectra(optax.identity(), 1e-3, warmup_steps=10)
+    with pytest.raises(ValueError, match="`c`"):  # a schedule failed inside update()
+        spectral.spectra(optax.identity(), 1e-3, c=lambda step: 1.0)
+    with pytest.raises(ValueError, match="`c`"):
+        spectral.clip_updates(lambda step: 1.0)
+    with pytest.raises(ValueError, match="`weight_decay` must be >= 0"):
+        spectral.spectra(optax.identity(), 1e-3, weight_decay=-0.1)
     opt = spectral.spectra(optax.identity(), 1e-3, weight_decay=0.1)
     p = {"w": jnp.ones((2, 2))}
     with pytest.raises(ValueError, match="params"):
