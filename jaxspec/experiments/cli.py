@@ -32,6 +32,7 @@ from jaxspec.experiments._io import atomic_write_text
 from jaxspec.experiments._memory import parse_memory_budget
 from jaxspec.experiments._report import markdown_table
 from jaxspec.experiments._runner import run_experiment
+from jaxspec.experiments._store import STATUS_ERROR, STATUS_NONFINITE
 
 
 def _use_agg() -> None:
@@ -80,11 +81,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    raised, nonfinite = _bad_points(result.records)
     print(
         f"{result.report_path}  ({result.num_run} point(s) computed, {result.num_resumed} "
-        f"resumed, {result.wall_s:.1f} s)"
+        f"resumed, {result.wall_s:.1f} s; {raised} raised, {nonfinite} non-finite)"
     )
     return 0
+
+
+def _bad_points(records: list) -> tuple[int, int]:
+    """``(raised, non-finite)``: points stored with status ``error`` and ``nonfinite``."""
+    statuses = [r.status for r in records]
+    return statuses.count(STATUS_ERROR), statuses.count(STATUS_NONFINITE)
 
 
 def _reproduce_in_process(name: str, args: argparse.Namespace, results_dir: Path) -> dict:
@@ -103,15 +111,19 @@ def _reproduce_in_process(name: str, args: argparse.Namespace, results_dir: Path
     except Exception as err:  # noqa: BLE001 - report every failure, run the others
         traceback.print_exc()
         return {"error": f"{type(err).__name__}: {err}".splitlines()[0][:200]}
+    raised, nonfinite = _bad_points(result.records)
     return {
         "report": result.report_path,
         "points": len(result.records),
         "resumed": result.num_resumed,
+        "raised": raised,
+        "nonfinite": nonfinite,
     }
 
 
 _DONE_LINE = re.compile(r"^(?P<path>.+report\.md)  \((?P<run>\d+) point\(s\) computed, "
-                        r"(?P<resumed>\d+) resumed")  # fmt: skip
+                        r"(?P<resumed>\d+) resumed, .*; (?P<raised>\d+) raised, "
+                        r"(?P<nonfinite>\d+) non-finite\)$")  # fmt: skip
 _ERROR_LINE = re.compile(r"^([\w.]+(Error|Exception)|error)\b.*")
 
 
@@ -165,6 +177,8 @@ def _reproduce_in_subprocess(
         "report": Path(done["path"]),
         "points": int(done["run"]) + int(done["resumed"]),
         "resumed": int(done["resumed"]),
+        "raised": int(done["raised"]),
+        "nonfinite": int(done["nonfinite"]),
     }
 
 
@@ -221,10 +235,13 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
             row.update(status=f"FAILED: {out['error']}", report="", points="")
         else:
             link = Path(os.path.relpath(out["report"], results_dir)).as_posix()
+            # Points that raised are missing results (a re-run retries them): not "ok".
+            # Non-finite metrics are results (a diverging rate, say): counted, still "ok".
+            nonfinite = f", {out['nonfinite']} non-finite" if out["nonfinite"] else ""
             row.update(
-                status="ok",
+                status="ok" if not out["raised"] else f"{out['raised']} point(s) raised",
                 report=f"[{out['report'].parent.name}]({link})",
-                points=f"{out['points']} ({out['resumed']} resumed)",
+                points=f"{out['points']} ({out['resumed']} resumed{nonfinite})",
             )
             print(f"   {out['report']}", flush=True)
         row["wall time (s)"] = f"{time.perf_counter() - tic:.1f}"

@@ -146,3 +146,26 @@ def test_reproduce_children_share_the_cpus_among_their_thread_pools(monkeypatch)
     assert _child_env(10**6)["OMP_NUM_THREADS"] == "1"
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "7")  # the user's choice is kept
     assert _child_env(2)["OPENBLAS_NUM_THREADS"] == "7"
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_reproduce_does_not_call_an_experiment_with_raised_points_ok(tmp_path, capsys, jobs):
+    """Points that raised are stored with status ``error`` and the run completes; the index
+    used to say "ok" anyway. Now it names them and reproduce exits 1."""
+    import shutil
+
+    from .test_faults import FAULTS
+
+    experiments = tmp_path / "experiments"
+    shutil.copytree(FAULTS / "faulty", experiments / "faulty")
+    config = experiments / "faulty" / "config.toml"
+    config.write_text("fail_above = 0.6\n" + config.read_text())  # lr 0.7 raises: 2 points
+    results = tmp_path / "results"
+    code = _main(
+        "reproduce", "--quick", "--no-progress", "--results-dir", str(results), "--jobs", jobs,
+        "--experiments-dir", str(experiments),
+    )  # fmt: skip
+    assert code == 1
+    assert "failed: faulty" in capsys.readouterr().out
+    index = (results / "index.md").read_text()
+    assert "0 of 1 experiments ok" in index and "| 2 point(s) raised |" in index
