@@ -8,7 +8,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from jaxspec._checks import check_choice, check_int, check_positive
+from jaxspec._checks import check_choice, check_int, check_positive, is_concrete
 from jaxspec._status import Status
 from jaxspec.sbl._common import (
     NOISE_FLOOR,
@@ -222,6 +222,8 @@ def sbl(
         gamma0 = jnp.asarray(gamma0, rdtype)
         if gamma0.shape != (n,):
             raise ValueError(f"`gamma0` must have shape ({n},), got {tuple(gamma0.shape)}.")
+        if is_concrete(gamma0) and not bool(jnp.all(jnp.isfinite(gamma0) & (gamma0 >= 0))):
+            raise ValueError("`gamma0` must be finite and >= 0 (0 starts an atom pruned).")
     if capacity is None:
         capacity = min(m, n)
     capacity = check_int(capacity, "capacity", minimum=1)

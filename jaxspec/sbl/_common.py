@@ -73,6 +73,8 @@ def check_unit_interval(value: Any, name: str, *, closed_low: bool = True) -> No
 
 
 def check_noise_var(value: Any) -> None:
-    """A given noise variance must be positive (when concrete)."""
+    """A given noise variance must be a scalar, positive when concrete."""
     if value is not None:
+        if jnp.ndim(value) != 0:  # an array broadcast into the posterior's shapes silently
+            raise ValueError(f"`noise_var` must be a scalar, got shape {jnp.shape(value)}.")
         check_positive(value, "noise_var")
