@@ -480,6 +480,7 @@ def test_barzilai_borwein_vmaps_like_a_loop_and_monotone_weight_zero():
         ({"x0": jnp.zeros((30, 4))}, "x0"),
         ({"x0": jnp.zeros((30, 5), jnp.int32)}, "x0"),
         ({"manifold": "stiefel"}, "manifold"),
+        ({"manifold": manifolds.Stiefel(30, 5, retraction="iterative_cayley")}, "manifold"),
         ({"f": lambda x: x}, "f"),
         ({"f": 3.0}, "f"),
     ],
